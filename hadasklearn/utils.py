@@ -1,0 +1,5 @@
+"""Public validation utilities: the landmark validator every entry point uses, for use in your own code."""
+
+from ._validation import LandmarkData, check_landmarks, fill_missing_frames, interpolate_video
+
+__all__ = ["LandmarkData", "check_landmarks", "fill_missing_frames", "interpolate_video"]
