@@ -89,6 +89,32 @@ class LandmarkData:
         return fill_missing_frames(out, self.lengths, missing=missing)
 
 
+    def gather_planes(self, landmark_index):
+        """Selected landmarks as coordinate planes ``(k, n_coords, n_videos, max_frames)`` float64.
+
+        The layout suits per-frame arithmetic: every ``[j, c]`` plane is a contiguous
+        ``(n_videos, max_frames)`` array. Values are **not** checked; callers that detect a
+        non-finite result fall back to :meth:`gather`, which validates and fills missing frames.
+        Frames past a video's length repeat its last frame.
+        """
+        index = np.asarray(landmark_index, dtype=np.intp)
+        n, t_max = len(self), int(self.lengths.max())
+        out = np.empty((len(index), self.n_coords, n, t_max), dtype=np.float64)
+        if self.is_array:
+            # One strided column per (landmark, coordinate): reads only the cache lines holding the
+            # selected landmarks, and the lines of one landmark are reused for its 2-3 coordinates.
+            for j, i in enumerate(index):
+                for c in range(self.n_coords):
+                    out[j, c] = self.videos[:, :, i, c]
+        else:
+            for v, video in enumerate(self.videos):
+                t = self.lengths[v]
+                out[:, :, v, :t] = np.moveaxis(np.asarray(video[:, index, :]), 0, -1)
+                if t < t_max:
+                    out[:, :, v, t:] = out[:, :, v, t - 1 : t]
+        return out
+
+
 def _frame_pattern(values, lengths):
     """Per frame: any-NaN, all-NaN, any-inf masks over the landmark and coordinate axes."""
     nan = np.isnan(values)
@@ -127,6 +153,10 @@ def fill_missing_frames(values, lengths, *, missing="interpolate"):
     if missing not in _MISSING_POLICIES:
         raise ValueError(f"missing must be one of {_MISSING_POLICIES}; got {missing!r}.")
     lengths = np.asarray(lengths)
+    # Fast path: one pass over the values when nothing is missing (the common case); the
+    # per-frame masks below cost several passes over small trailing axes.
+    if np.isfinite(values).all():
+        return values
     any_nan, all_nan, inf = _frame_pattern(values, lengths)
     if inf.any():
         i, t = np.argwhere(inf)[0]
@@ -268,6 +298,11 @@ def check_landmarks(
     hadasklearn.exceptions.LandmarkValidationError: Landmark scheme 'mediapipe478' expects 478 landmarks per frame; got 68 (video 0 has shape (5, 68, 2)). Pass scheme='ibug68' or a custom LandmarkScheme matching your tracker.
     """
     dmarkers = fps = None
+    if hasattr(X, "tocsr") or hasattr(X, "todense"):
+        raise LandmarkValidationError(
+            f"Sparse input is not supported: landmark videos are dense coordinates; got "
+            f"{type(X).__name__}. {_FORMS_HELP}"
+        )
     if isinstance(X, Mapping) or (hasattr(X, "keys") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray)):
         keys = set(X.keys())
         if "landmarks" not in keys:

@@ -1,0 +1,90 @@
+"""Frames per second of the vectorised D-Marker engine against a plain per-video loop of the same formulas.
+
+Run: ``python benchmarks/bench_dmarkers.py`` (prints a markdown table; ``--quick`` for a smoke run).
+"""
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+from hadasklearn._dmarker import (
+    STEADY_TOL,
+    _features,
+    _raw_signals,
+    _smooth,
+    dmarker_features,
+)
+from hadasklearn.landmarks import get_scheme
+
+
+def make_videos(n_videos, n_frames, seed=0):
+    """Random-walk landmark videos, float32 (n_videos, n_frames, 478, 3), around a plausible face."""
+    rng = np.random.default_rng(seed)
+    face = rng.uniform(0.2, 0.8, size=(478, 3)).astype(np.float32)
+    idx = [p[0] for p in get_scheme("mediapipe478").points]
+    face[idx] = [[0.3, 0.4, 0], [0.35, 0.38, 0], [0.4, 0.4, 0], [0.6, 0.4, 0], [0.65, 0.38, 0],
+                 [0.7, 0.4, 0], [0.32, 0.55, 0], [0.68, 0.55, 0], [0.5, 0.55, 0.1], [0.4, 0.7, 0],
+                 [0.6, 0.7, 0]]
+    X = np.empty((n_videos, n_frames, 478, 3), dtype=np.float32)
+    X[:] = face
+    # Only the D-Marker points need motion for realistic phases; the rest stays static (cheap).
+    X[:, :, idx] += np.cumsum(rng.normal(scale=2e-3, size=(n_videos, n_frames, len(idx), 3)), axis=1)
+    return X
+
+
+def loop_dmarkers(X, fps=50.0, smoothing="median5"):
+    """The same pipeline, one video at a time (what a straightforward implementation does)."""
+    idx = [p[0] for p in get_scheme("mediapipe478").points]
+    out = np.empty((len(X), 225))
+    for i, video in enumerate(X):
+        pts = np.asarray(video[:, idx, :], dtype=np.float64)  # (T, 11, C)
+        if not np.isfinite(pts).all():
+            raise ValueError("the loop baseline handles finite input only")
+        P = np.ascontiguousarray(np.moveaxis(pts, (1, 2), (0, 1)))[:, :, None, :]
+        signals = _smooth(_raw_signals(P, "paper"), smoothing)
+        out[i] = _features(signals, np.array([len(video)]), np.array([fps]))[0]
+    return out
+
+
+def timeit(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median reported)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    args = parser.parse_args(argv)
+    cases = [("(a) clips", 1024, 16), ("(b) videos", 256, 300)]
+    if args.quick:
+        cases = [("(a) clips", 64, 16), ("(b) videos", 8, 300)]
+    rows = []
+    for label, n, t in cases:
+        X = make_videos(n, t)
+        vec = dmarker_features(X)
+        ref = loop_dmarkers(X)
+        assert np.allclose(vec, ref, rtol=1e-9, atol=1e-12), "loop and vectorised results differ"
+        t_vec = timeit(lambda: dmarker_features(X), args.repeats)
+        t_loop = timeit(lambda: loop_dmarkers(X), max(1, args.repeats // 2))
+        frames = n * t
+        rows.append((label, n, t, frames / t_vec, frames / t_loop, t_loop / t_vec, t_vec * 1e3))
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"numpy {np.__version__}; load average at end: {os.getloadavg()[0]:.1f}; "
+          f"median of {args.repeats} runs (loop: {max(1, args.repeats // 2)}); steady tolerance {STEADY_TOL}.")
+    print()
+    print("| case | videos | frames/video | vectorised frames/s | per-video loop frames/s | speed-up | vectorised ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, n, t, fv, fl, ratio, ms in rows:
+        print(f"| {label} | {n} | {t} | {fv:,.0f} | {fl:,.0f} | {ratio:.1f}x | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
