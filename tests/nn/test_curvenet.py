@@ -1,0 +1,154 @@
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hadasklearn.nn import curvenet
+from hadasklearn.nn.curvenet import CurveNetEncoder
+
+P, K, N = 30, 5, 3
+SMALL = {"out_dim": 32, "k": K, "n_points": P, "n_curves": 4, "curve_length": 3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Thousands of tiny ops: thread hand-offs cost more than they save on a shared 2-core box.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _encoder(seed=0, **kw):
+    torch.manual_seed(seed)
+    return CurveNetEncoder(**{**SMALL, **kw}).double()
+
+
+def _points(seed=0, n=N, c=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, P, c, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("coords", [2, 3])
+def test_shape_finite_and_every_parameter_gets_a_gradient(coords):
+    enc = _encoder(in_coords=coords)
+    out = enc(_points(c=coords))
+    assert out.shape == (N, P, 32)
+    assert torch.isfinite(out).all()
+    out.square().sum().backward()
+    missing = [name for name, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_default_parameter_count_is_close_to_published():
+    n = sum(p.numel() for p in CurveNetEncoder().parameters())
+    assert n == 143_640
+    assert abs(n - 143_184) / 143_184 < 0.3
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_checkpoint_does_not_change_outputs_or_gradients(train):
+    enc = _encoder(checkpoint=True)
+    ref = copy.deepcopy(enc)
+    ref.checkpoint = False
+    enc.train(train), ref.train(train)
+    x = _points()
+    outs, grads = [], []
+    for m in (enc, ref):
+        out = m(x)
+        out.pow(3).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in m.parameters()])
+    torch.testing.assert_close(outs[0], outs[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(enc.buffers(), ref.buffers()):
+        torch.testing.assert_close(a, b)  # running statistics updated once, not per recomputation
+
+
+def test_chunked_edge_path_matches_unchunked(monkeypatch):
+    enc = _encoder()
+    x = _points(n=4)
+    whole = enc(x)
+    monkeypatch.setattr(curvenet, "_CHUNK_FLOATS", P * K * 2)  # force one cloud per chunk
+    torch.testing.assert_close(copy.deepcopy(enc)(x), whole)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16), train=st.booleans())
+def test_permutation_equivariance(seed, train):
+    enc = _encoder(seed % 7).train(train)
+    x = _points(seed)
+    perm = torch.randperm(P, generator=torch.Generator().manual_seed(seed))
+    out = copy.deepcopy(enc)(x)
+    out_perm = copy.deepcopy(enc)(x[:, perm])
+    torch.testing.assert_close(out_perm, out[:, perm])
+
+
+def test_output_depends_on_neighbourhood_geometry():
+    enc = _encoder().eval()
+    x = _points()
+    y = x.clone()
+    y[0, 0] += 0.5  # move one point: its neighbours' features must change too
+    diff = (enc(x) - enc(y)).abs().sum(-1)
+    assert diff[0].gt(1e-9).sum() > 1
+    torch.testing.assert_close(diff[1:], torch.zeros_like(diff[1:]))  # eval: clouds independent
+
+
+def test_edge_norm_matches_batchnorm_on_materialised_edges():
+    torch.manual_seed(0)
+    n, p, k, c = 2, 9, 4, 3
+    a, b = torch.randn(n, p, c, dtype=torch.float64) * 5 + 3, torch.randn(n, p, c, dtype=torch.float64)
+    idx = torch.randint(0, p, (n, p, k))
+    edges = a[torch.arange(n).view(n, 1, 1), idx] + b.unsqueeze(2)
+    bn = torch.nn.BatchNorm1d(c).double()
+    expected = bn(edges.reshape(-1, c)).view(n, p, k, c)
+    norm = curvenet._EdgeNorm(c).double()
+    nsum = curvenet._neighbour_reduce(a, idx, "sum")
+    deg = torch.bincount(curvenet._local_flat(idx).reshape(-1), minlength=n * p).view(n, p).double()
+    a2, b2, stats = norm(a, b, nsum, deg, k)
+    norm.update(stats)
+    got = a2[torch.arange(n).view(n, 1, 1), idx] + b2.unsqueeze(2)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(norm.running_mean, bn.running_mean)
+    torch.testing.assert_close(norm.running_var, bn.running_var)
+
+
+def test_knn_puts_self_first_even_for_duplicates():
+    pts = torch.zeros(1, 6, 3)
+    idx = curvenet._knn(pts, 3)
+    assert torch.equal(idx[0, :, 0], torch.arange(6))
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (torch.randn(P, 3), "3-d tensor|shape"),
+        (torch.randn(2, 3, P, 3), "shape"),
+        (torch.randn(2, P, 4), "shape"),
+        (torch.randn(2, P + 1, 3), "shape"),
+        (torch.ones(2, P, 3, dtype=torch.long), "floating-point"),
+        (torch.full((2, P, 3), float("nan")), "NaN"),
+    ],
+)
+def test_bad_inputs_raise(x, match):
+    with pytest.raises(ValueError, match=match):
+        CurveNetEncoder(**SMALL)(x)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"k": P}, "k must be smaller"),
+        ({"k": P + 3}, "k must be smaller"),
+        ({"in_coords": 4}, "in_coords"),
+        ({"out_dim": 48}, "multiple of 32"),
+        ({"n_curves": P + 1}, "n_curves"),
+        ({"k": 0}, "positive int"),
+    ],
+)
+def test_bad_parameters_raise(kw, match):
+    with pytest.raises(ValueError, match=match):
+        CurveNetEncoder(**{**SMALL, **kw})
