@@ -192,15 +192,18 @@ def _read_folds(labels_path):
 def _read_index(file):
     try:
         with open(file, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
     except FileNotFoundError:
         raise DataLayoutError(f"Index file {file} does not exist.") from None
-    columns = set(rows[0]) if rows else set()
     if not {"name", "label"} <= columns:
         raise DataLayoutError(
             f"Index file {file} needs a header with columns name,label[,subject][,fps]; got "
             f"{sorted(columns) if columns else 'an empty file'}."
         )
+    if not rows:
+        raise DataLayoutError(f"Index file {file} lists no videos.")
     names = [r["name"] for r in rows]
     duplicated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
     if duplicated:

@@ -76,9 +76,6 @@ _CLASS = {
 _SUBJECT_EXPRESSIVITY_SD = 0.22
 _SUBJECT_SPEED_SD = 0.18
 _SUBJECT_AU6_LOGIT_SD = 0.8
-# Subject style: each subject's own offsets of log amplitude, onset, apex, offset and irregularity,
-# shared by all their videos of both classes.
-_SUBJECT_STYLE_SD = 0.2
 _JITTER_SD = 0.006  # per-landmark tracking jitter, IOD, at noise=1
 _HEAD_ANGLE_DEG = 3.0  # head rotation scale (degrees) at head_motion=1
 _BLINK_RATE_HZ = 0.3
@@ -489,7 +486,7 @@ def make_smiles(
     ``difficulty`` scales every difference in log space (logit space for the AU6 probability).
     **Subject random effects:** expressivity (log-sd 0.22) multiplies the amplitudes, speed (log-sd
     0.18) the durations, and an AU6 propensity (logit-sd 0.8) shifts the AU6 probability, so a
-    subject's videos share a style and subject-independent CV is harder than random CV.
+    subject's videos share a style that a model must not learn as a class cue.
     **Nuisances:** neutral lead-in and tail of 0.3-1.2 s (videos of about 2-8 s), head rotation
     and drift, per-landmark jitter, per-subject face placement and size, optional NaN dropouts.
 
@@ -601,12 +598,11 @@ def make_smiles(
         value = rng.normal(centre, sd)
         return np.exp(value) if log else value
 
-    style = np.exp(rng.normal(0.0, _SUBJECT_STYLE_SD, (n_sub, 5)))
     g = groups
-    amplitude = class_value("amplitude") * expressivity[g] * style[g, 0]
-    onset = np.clip(class_value("onset_s") * speed[g] * style[g, 1], 0.15, 2.0)
-    apex = np.clip(class_value("apex_s") * speed[g] * style[g, 2], 0.1, 3.0)
-    offset = np.clip(class_value("offset_s") * speed[g] * style[g, 3], 0.2, 2.5)
+    amplitude = class_value("amplitude") * expressivity[g]
+    onset = np.clip(class_value("onset_s") * speed[g], 0.15, 2.0)
+    apex = np.clip(class_value("apex_s") * speed[g], 0.1, 3.0)
+    offset = np.clip(class_value("offset_s") * speed[g], 0.2, 2.5)
     gen_sd, pos_sd = _CLASS["asymmetry_sd"]
     log_mid, log_half = 0.5 * np.log(gen_sd * pos_sd), 0.5 * np.log(pos_sd / gen_sd) * sep
     asymmetry = rng.normal(0.0, np.exp(np.where(y == 1, log_mid - log_half, log_mid + log_half)))
@@ -618,7 +614,7 @@ def make_smiles(
     au6_present = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
     au6_ratio = np.where(au6_present, class_value("au6_ratio"), 0.0)
     au6_lag = np.where(au6_present, np.maximum(class_value("au6_lag_s", log=False), -0.1), np.nan)
-    irregularity = class_value("irregularity") * style[g, 4]
+    irregularity = class_value("irregularity")
     irregularity_freq = rng.uniform(1.5, 3.5, n)
     jaw = np.where(rng.random(n) < 0.5, rng.uniform(0.05, 0.25, n), 0.0) * expressivity[g]
     lead = rng.uniform(0.3, 1.2, n)

@@ -72,18 +72,14 @@ def test_preset_sizes_and_class_counts_are_exact(preset, n, n_genuine, n_subject
     assert len(np.unique(data.groups)) == n_subjects
     assert data.cv_folds == folds == SMILE_PRESETS[preset]["cv_folds"]
     assert all(len(v) >= 3 for v in data.X)
-    # Subject-independent folds of the protocol are possible.
-    assert len(np.unique(data.groups)) >= folds
-
-
-def test_uvanemo_per_subject_composition_matches_published_folds():
-    data = make_smiles(preset="uvanemo", fps=5, random_state=1)
     per_subject = collections.Counter(
         (int(data.y[data.groups == s].sum()), int((data.y[data.groups == s] == 0).sum()))
         for s in np.unique(data.groups)
     )
-    expected = {(g, p): c for g, p, c in SMILE_PRESETS["uvanemo"]["composition"]}
-    assert per_subject == expected
+    assert min(g + p for g, p in per_subject) >= 1
+    if preset == "uvanemo":
+        # The per-subject class mix counted from the published UvA-NEMO fold files.
+        assert per_subject == {(g, p): c for g, p, c in SMILE_PRESETS["uvanemo"]["composition"]}
 
 
 def test_mmi_frame_rates_differ_by_class():

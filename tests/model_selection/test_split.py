@@ -51,6 +51,7 @@ def test_split_checks_sample_count():
         list(PredefinedFolds([0, 1]).split(None, [0, 1, 0]))
 
 
+@pytest.mark.filterwarnings("ignore:The least populated class")
 @settings(max_examples=40, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 4), min_size=4, max_size=25),
