@@ -32,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dmarkers.py
 
 clean:
-	rm -rf build dist *.egg-info docs/_build docs/auto_examples docs/generated demo_results
+	rm -rf build dist *.egg-info docs/_build docs/auto_examples docs/generated docs/sg_execution_times.rst demo_results

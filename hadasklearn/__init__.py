@@ -12,12 +12,16 @@ __all__ = [
     "DMarkerTransformer",
     "HadaSmileClassifier",
     "__version__",
+    "amplitude_signals",
     "dmarker_features",
+    "smile_phases",
 ]
 
 _LAZY = {
     "DMarkerTransformer": "._dmarker",
     "dmarker_features": "._dmarker",
+    "amplitude_signals": "._dmarker",
+    "smile_phases": "._dmarker",
     "HadaSmileClassifier": "._classifier",
 }
 

@@ -214,7 +214,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         Coordinates per landmark seen during fit.
     n_dmarkers_ : int or None
         Width of the D-Markers used (``None`` when the fusion reads no D-Markers).
-    dmarker_mean_, dmarker_scale_ : ndarray of shape (n_dmarkers_,) or None
+    dmarker_mean_, dmarker_scale_ : ndarray of shape ``(n_dmarkers_,)`` or None
         Training statistics used to standardise the D-Markers (a column without variance has
         scale 1, so it becomes 0 rather than NaN).
     device_ : str
