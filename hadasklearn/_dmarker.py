@@ -1,6 +1,8 @@
 """Duchenne-marker (D-Marker) dynamics of Dibeklioglu et al.: amplitude signals, smile phases, the
 225 features, and :class:`DMarkerTransformer` — pure numpy, vectorised over videos."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Real
 
@@ -60,6 +62,10 @@ N_DMARKERS = len(DMARKER_REGIONS) * len(DMARKER_PHASES) * len(DMARKER_FEATURES)
 #: alignment (~1e-15) stays far below it and real motion far above it.
 STEADY_TOL = 1e-9
 
+#: Frames per block of videos in :func:`dmarker_features` (see ``_features_unchecked``).
+_BLOCK_FRAMES = 8192
+_N_THREADS = min(2, os.cpu_count() or 1)
+
 _SMOOTHERS = ("median3", "median5")
 _VARIANTS = ("paper", "reference")
 _DEFAULT_SMOOTHING = "median5"
@@ -110,28 +116,48 @@ class AmplitudeSignals:
     lengths: np.ndarray
 
 
+def _dot(a, b):
+    """Dot product over the coordinate axis (third from last) of (..., C, n, T) arrays.
+
+    Written out term by term so it can broadcast one frame (C, n, T) against several points
+    (k, C, n, T); the sum order, and so every bit of the result, is that of ``np.einsum``.
+    """
+    out = a[..., 0, :, :] * b[..., 0, :, :]
+    for i in range(1, a.shape[-3]):
+        out += a[..., i, :, :] * b[..., i, :, :]
+    return out
+
+
 def _norm(v):
-    """Euclidean norm over the leading (coordinate) axis of a (C, ...) array."""
-    return np.sqrt(np.einsum("i...,i...->...", v, v))
+    """Euclidean norm over the coordinate axis (third from last) of a (..., C, n, T) array."""
+    return np.sqrt(_dot(v, v))
 
 
-def _face_axes(P):
+def _eye_centres(P):
+    """Right and left eye centres, (l1 + l3) / 2 and (l4 + l6) / 2, as one (2, C, n, T) array."""
+    centres = P[[0, 3]] + P[[2, 5]]
+    centres *= 0.5
+    return centres
+
+
+def _face_axes(P, centres=None):
     """Origin, rows of the rotation and scale of every frame, exactly as :func:`face_frame`.
 
     ``P`` is (11, C, n, T): coordinates first, so every operation below is on contiguous (n, T)
     planes instead of tiny trailing axes (an order of magnitude faster than ``align_points``).
+    ``centres`` are the eye centres (:func:`_eye_centres`) if the caller has them already.
     """
     n_coords = P.shape[1]
-    c1 = 0.5 * (P[0] + P[2])
-    c2 = 0.5 * (P[3] + P[5])
-    origin = 0.5 * (c1 + c2)
+    c1, c2 = _eye_centres(P) if centres is None else centres
+    origin = c1 + c2
+    origin *= 0.5
     e_x = c2 - c1
     scale = _norm(e_x)
     e_x /= scale
     if n_coords == 2:
         return origin, (e_x, np.stack([-e_x[1], e_x[0]])), scale
     towards_nose = P[8] - origin
-    v = towards_nose - np.einsum("i...,i...->...", towards_nose, e_x) * e_x
+    v = towards_nose - _dot(towards_nose, e_x) * e_x
     v_norm = _norm(v)
     degenerate = v_norm <= 1e-9 * scale
     e_y = v / v_norm
@@ -140,16 +166,20 @@ def _face_axes(P):
         fallback = np.stack([-e_x[1], e_x[0], np.zeros_like(e_x[0])])
         fallback /= np.maximum(_norm(fallback), 1e-300)
         e_y = np.where(degenerate, fallback, e_y)
-    e_z = np.stack(
-        [e_x[1] * e_y[2] - e_x[2] * e_y[1], e_x[2] * e_y[0] - e_x[0] * e_y[2], e_x[0] * e_y[1] - e_x[1] * e_y[0]]
-    )
+    e_z = np.empty_like(e_x)
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.subtract(e_x[i] * e_y[j], e_x[j] * e_y[i], out=e_z[k])
     return origin, (e_x, e_y, e_z), scale
 
 
 def _aligned(p, origin, axes, scale):
-    """``rotation @ (p - origin) / scale`` for one point ``p`` of shape (C, n, T)."""
-    d = (p - origin) / scale
-    return np.stack([np.einsum("i...,i...->...", axis, d) for axis in axes])
+    """``rotation @ (p - origin) / scale`` for points ``p`` of shape (C, n, T) or (k, C, n, T)."""
+    d = p - origin
+    d /= scale
+    out = np.empty_like(d)
+    for k, axis in enumerate(axes):
+        out[..., k, :, :] = _dot(axis, d)
+    return out
 
 
 def _raw_signals(P, variant):
@@ -159,44 +189,37 @@ def _raw_signals(P, variant):
         P = P[:, :2]
     n, t_max = P.shape[2:]
     out = np.empty((9, n, t_max))
-    right_centre = 0.5 * (P[0] + P[2])
-    left_centre = 0.5 * (P[3] + P[5])
+    by_region = out.reshape(3, 3, n, t_max)
     with np.errstate(invalid="ignore", divide="ignore"):
+        centres = _eye_centres(P)
         if variant == "paper":
-            origin, axes, scale = _face_axes(P)
+            origin, axes, scale = _face_axes(P, centres)
             vertical = axes[1]
             # Within-frame ratios need no alignment (rotation and scale cancel), only the vertical.
             width = _norm(P[0] - P[2])
-            l7, l8, l10, l11 = (_aligned(P[k], origin, axes, scale) for k in (6, 7, 9, 10))
+            points = _aligned(P[[6, 7, 9, 10]], origin, axes, scale)
         else:
             vertical = np.array([0.0, 1.0])[:, None, None]
             width = _norm(P[0, :, :, :1] - P[2, :, :, :1])
-            l7, l8, l10, l11 = P[6], P[7], P[9], P[10]
+            points = P[[6, 7, 9, 10]]
         # Eyelid: tau = kappa * rho(eye centre, upper-lid centre), kappa = -1 when the lid lies
         # below the eye centre (positive along the face's downward axis).
-        for k, (centre, lid) in enumerate(((right_centre, P[1]), (left_centre, P[4])), start=1):
-            offset = lid - centre
-            tau = _norm(offset)
-            below = np.einsum("i...,i...->...", vertical, offset) > 0
-            np.negative(tau, out=tau, where=below)
-            np.divide(tau, width, out=out[k])
-        # Lip corners: distances to the first-frame mouth centre, over the first-frame mouth width.
-        m1 = 0.5 * (l10[..., :1] + l11[..., :1])
-        lip_width = _norm(l10[..., :1] - l11[..., :1])
-        np.divide(_norm(l10 - m1), lip_width, out=out[7])
-        np.divide(_norm(l11 - m1), lip_width, out=out[8])
-        # Cheeks: distances to the first-frame cheek midpoint (reference: to the current eye centres).
-        cheek_width = _norm(l7[..., :1] - l8[..., :1])
-        if variant == "paper":
-            c1 = 0.5 * (l7[..., :1] + l8[..., :1])
-            np.divide(_norm(l7 - c1), cheek_width, out=out[4])
-            np.divide(_norm(l8 - c1), cheek_width, out=out[5])
-        else:
-            np.divide(_norm(l7 - right_centre), cheek_width, out=out[4])
-            np.divide(_norm(l8 - left_centre), cheek_width, out=out[5])
-    for r in range(3):
-        np.add(out[3 * r + 1], out[3 * r + 2], out=out[3 * r])
-        out[3 * r] *= 0.5
+        offset = P[[1, 4]] - centres
+        tau = _norm(offset)
+        np.negative(tau, out=tau, where=_dot(vertical, offset) > 0)
+        np.divide(tau, width, out=by_region[0, 1:])
+        # Cheeks (l7, l8) and lip corners (l10, l11): distances to the first-frame midpoint of the
+        # pair (reference: cheeks to the current eye centres), over the pair's first-frame distance.
+        points = points.reshape(2, 2, *points.shape[1:])  # (cheek, lip) x (right, left)
+        first = points[..., :1]
+        midpoint = first[:, 0] + first[:, 1]
+        midpoint *= 0.5
+        distance = points - midpoint[:, None]
+        if variant == "reference":
+            np.subtract(points[0], centres, out=distance[0])
+        np.divide(_norm(distance), _norm(first[:, 0] - first[:, 1])[:, None], out=by_region[1:, 1:])
+    np.add(by_region[:, 1], by_region[:, 2], out=by_region[:, 0])
+    by_region[:, 0] *= 0.5
     return out
 
 
@@ -228,17 +251,20 @@ def _smooth(signals, smoothing):
         return signals
     half = {"median3": 1, "median5": 2}[smoothing]
     t_max = signals.shape[-1]
-    padded = np.concatenate(
-        [np.repeat(signals[..., :1], half, axis=-1), signals, np.repeat(signals[..., -1:], half, axis=-1)],
-        axis=-1,
-    )
-    w = [padded[..., k : k + t_max] for k in range(2 * half + 1)]
+    padded = np.empty(signals.shape[:-1] + (t_max + 2 * half,))
+    padded[..., :half] = signals[..., :1]
+    padded[..., half : half + t_max] = signals
+    padded[..., half + t_max :] = signals[..., -1:]
+    # Minimum and maximum of every pair of neighbours, shared by the overlapping windows.
+    pair_min = np.minimum(padded[..., :-1], padded[..., 1:])
+    pair_max = np.maximum(padded[..., :-1], padded[..., 1:])
     if half == 1:
-        return _median3(*w)
+        # median(a, b, c) = max(min(a, b), min(max(a, b), c))
+        return np.maximum(pair_min[..., :t_max], np.minimum(pair_max[..., :t_max], padded[..., 2:]))
     # median(a..e) = median(e, max(min(a, b), min(c, d)), min(max(a, b), max(c, d)))
-    lo = np.maximum(np.minimum(w[0], w[1]), np.minimum(w[2], w[3]))
-    hi = np.minimum(np.maximum(w[0], w[1]), np.maximum(w[2], w[3]))
-    return _median3(w[4], lo, hi)
+    lo = np.maximum(pair_min[..., :t_max], pair_min[..., 2 : 2 + t_max])
+    hi = np.minimum(pair_max[..., :t_max], pair_max[..., 2 : 2 + t_max])
+    return _median3(padded[..., 4:], lo, hi)
 
 
 def _check_options(smoothing, missing, variant):
@@ -268,14 +294,14 @@ def _as_data(X, scheme, missing):
     return check_landmarks(X, scheme=scheme, min_frames=3, missing=missing)
 
 
-def _planes(data, scheme, missing, checked):
+def _planes(data, scheme, missing, checked, videos=None):
     """l1..l11 of every video as planes (11, C, n, T) float64 (see ``LandmarkData.gather_planes``)."""
     scheme = get_scheme(scheme)
     flat = [i for p in scheme.points for i in p]
     if checked:
         P = np.ascontiguousarray(np.moveaxis(data.gather(flat, missing=missing), (2, 3), (0, 1)))
     else:
-        P = data.gather_planes(flat)
+        P = data.gather_planes(flat, videos=videos)
     if len(flat) == 11:
         return P
     starts = np.cumsum([0] + [len(p) for p in scheme.points[:-1]])
@@ -291,15 +317,26 @@ def _signals_from_data(data, scheme, smoothing, missing, variant):
     if variant == "paper":
         P = _planes(data, scheme, missing, checked=False)
         signals = _raw_signals(P, variant)
-        # In 2-D the nose tip (l9) does not enter the signals but must still be valid input.
-        if not (np.isfinite(signals).all() and (P.shape[1] == 3 or np.isfinite(P[8]).all())):
+        if not _usable(P, signals):
             signals = None
     if signals is None:
-        P = _planes(data, scheme, missing, checked=True)
-        signals = _raw_signals(P, variant)
-        if not np.isfinite(signals).all():
-            _raise_degenerate(P[:, :2] if variant == "reference" else P, signals)
+        signals = _checked_signals(data, scheme, missing, variant)
     return _smooth(signals, smoothing)
+
+
+def _usable(P, signals):
+    """Whether unchecked planes gave finite signals from finite input."""
+    # In 2-D the nose tip (l9) does not enter the signals but must still be valid input.
+    return bool(np.isfinite(signals).all() and (P.shape[1] == 3 or np.isfinite(P[8]).all()))
+
+
+def _checked_signals(data, scheme, missing, variant):
+    """Raw signals through the validating gather: raises on bad input, interpolates missing frames."""
+    P = _planes(data, scheme, missing, checked=True)
+    signals = _raw_signals(P, variant)
+    if not np.isfinite(signals).all():
+        _raise_degenerate(P[:, :2] if variant == "reference" else P, signals)
+    return signals
 
 
 def amplitude_signals(X, *, scheme="mediapipe478", smoothing=_DEFAULT_SMOOTHING, missing="interpolate",
@@ -420,10 +457,12 @@ def smile_phases(d_lip, lengths=None):
 
 # --------------------------------------------------------------------------- features
 
-# Per-region quantities summed over a phase (rows of the sum stack).
-_S_INC, _S_DEC, _S_DC, _S_DC2, _S_DINC, _S_DDEC, _S_VINC, _S_VDEC, _S_AINC, _S_ADEC, _S_L, _S_R = range(12)
-# Per-region quantities maximised over a phase.
-_M_D, _M_VINC, _M_VDEC, _M_AINC, _M_ADEC = range(5)
+# Rows of the per-frame stack reduced over every phase, per region. Rows [0, _N_SUMMED) are summed
+# and rows [_FIRST_MAXED, end) maximised; the three shared rows are computed once for both.
+(_INC, _DEC, _DC, _DC2, _L, _R, _DINC, _AINC, _DDEC,  # summed only
+ _VINC, _VDEC, _ADEC,  # summed and maximised
+ _D, _AINC_MAX) = range(14)  # maximised only
+_N_SUMMED, _FIRST_MAXED = 12, _VINC
 
 
 def _safe_div(num, den):
@@ -434,97 +473,85 @@ def _safe_div(num, den):
 
 def _features(signals, lengths, omega, with_lr=True):
     """(n, 225) features from smoothed signals (9, n, T) and frame rates omega (n,)."""
-    n_sig, n, t_max = signals.shape
-    delta = np.zeros_like(signals)
-    np.subtract(signals[..., 1:], signals[..., :-1], out=delta[..., 1:])
-    bounds = _phases_from_delta(delta[6], lengths)
-
+    _, n, t_max = signals.shape
     combined = signals[0::3]  # (3 regions, n, T)
-    d_comb = delta[0::3]
-    inc = d_comb > STEADY_TOL
-    dec = d_comb < -STEADY_TOL
-    # V(t) = omega * (D(t) - D(t-1)) with V(0) = 0: the first (neutral) frame is taken to be at rest.
-    speed = d_comb * omega[None, :, None]
-    accel = np.zeros_like(speed)
-    np.subtract(speed[..., 1:], speed[..., :-1], out=accel[..., 1:])
-    accel *= omega[None, :, None]
+    delta = np.zeros_like(combined)
+    np.subtract(combined[..., 1:], combined[..., :-1], out=delta[..., 1:])
+    bounds = _phases_from_delta(delta[2], lengths)
+    inc = delta > STEADY_TOL
+    dec = delta < -STEADY_TOL
 
     width = t_max + 1  # one spare column so a segment may end at t_max
-    sums = np.zeros((12, 3, n, width))
-    sums[_S_INC, ..., :t_max] = inc
-    sums[_S_DEC, ..., :t_max] = dec
-    centred = combined - combined[..., :1]
-    sums[_S_DC, ..., :t_max] = centred
-    np.square(centred, out=sums[_S_DC2, ..., :t_max])
-    np.multiply(combined, inc, out=sums[_S_DINC, ..., :t_max])
-    np.multiply(np.abs(combined), dec, out=sums[_S_DDEC, ..., :t_max])
-    np.multiply(speed, inc, out=sums[_S_VINC, ..., :t_max])
-    abs_speed = np.abs(speed)
-    np.multiply(abs_speed, dec, out=sums[_S_VDEC, ..., :t_max])
-    np.multiply(accel, inc, out=sums[_S_AINC, ..., :t_max])
-    abs_accel = np.abs(accel)
-    np.multiply(abs_accel, dec, out=sums[_S_ADEC, ..., :t_max])
+    rows = np.zeros((14, 3, n, width))
+    q = rows[..., :t_max]
+    # V(t) = omega * (D(t) - D(t-1)) with V(0) = 0: the first (neutral) frame is taken to be at rest.
+    speed = np.multiply(delta, omega[:, None], out=delta)
+    accel = np.zeros_like(speed)
+    np.subtract(speed[..., 1:], speed[..., :-1], out=accel[..., 1:])
+    accel *= omega[:, None]
+    q[_INC] = inc
+    q[_DEC] = dec
+    np.subtract(combined, combined[..., :1], out=q[_DC])
+    np.square(q[_DC], out=q[_DC2])
     if with_lr:
-        sums[_S_L, ..., :t_max] = signals[2::3]
-        sums[_S_R, ..., :t_max] = signals[1::3]
+        q[_L] = signals[2::3]
+        q[_R] = signals[1::3]
+    np.multiply(combined, inc, out=q[_DINC])
+    np.multiply(accel, inc, out=q[_AINC])
+    np.multiply(np.abs(combined), dec, out=q[_DDEC])
+    np.multiply(speed, inc, out=q[_VINC])
+    np.multiply(np.abs(speed, out=speed), dec, out=q[_VDEC])
+    np.multiply(np.abs(accel), dec, out=q[_ADEC])
+    q[_D] = combined
+    np.copyto(q[_AINC_MAX], np.where(inc, accel, -np.inf))
 
-    maxes = np.zeros((5, 3, n, width))
-    maxes[_M_D, ..., :t_max] = combined
-    np.multiply(speed, inc, out=maxes[_M_VINC, ..., :t_max])
-    np.multiply(abs_speed, dec, out=maxes[_M_VDEC, ..., :t_max])
-    maxes[_M_AINC, ..., :t_max] = np.where(inc, accel, -np.inf)
-    np.multiply(abs_accel, dec, out=maxes[_M_ADEC, ..., :t_max])
+    # Phase boundaries of every video in the flattened (n * width) time axis: reduceat then yields
+    # [onset, apex, offset, (to the next video's onset)] per video in one pass over the frames.
+    idx = ((np.arange(n) * width)[:, None] + bounds).ravel()
+    flat = rows.reshape(14, 3, n * width)
+    seg_sum = _by_phase(np.add.reduceat(flat[:_N_SUMMED], idx, axis=-1))
+    seg_max = _by_phase(np.maximum.reduceat(flat[_FIRST_MAXED:], idx, axis=-1))
 
-    # Segment boundaries of every video in the flattened (n * width) time axis: reduceat then
-    # yields [pre-onset, onset, apex, offset, post-offset] per video in one pass.
-    starts = (np.arange(n) * width)[:, None]
-    idx = np.concatenate([starts, starts + bounds], axis=1).ravel()
-    seg_sum = np.add.reduceat(sums.reshape(12, 3, n * width), idx, axis=-1).reshape(12, 3, n, 5)[..., 1:4]
-    seg_max = np.maximum.reduceat(maxes.reshape(5, 3, n * width), idx, axis=-1).reshape(5, 3, n, 5)[..., 1:4]
+    eta = np.diff(bounds, axis=1).T[:, None, :].astype(np.float64)  # (3 phases, 1, n)
+    empty = np.broadcast_to(eta == 0, seg_sum.shape[1:])
+    seg_sum[:, empty] = 0.0  # reduceat returns the frame at the boundary for an empty phase
+    seg_max[:, empty] = 0.0
+    a_max = seg_max[_AINC_MAX - _FIRST_MAXED]
+    a_max[np.isneginf(a_max)] = 0.0  # a phase without increasing frames has no A+
 
-    eta = np.diff(bounds, axis=1).astype(np.float64)  # (n, 3 phases)
-    empty = eta == 0
-    seg_sum[:, :, empty] = 0.0
-    seg_max[:, :, empty] = 0.0
-    seg_max[np.isneginf(seg_max)] = 0.0  # a phase without increasing frames has no A+
+    n_inc, n_dec = seg_sum[_INC], seg_sum[_DEC]
+    tot_inc, tot_dec = seg_sum[_DINC], seg_sum[_DDEC]
+    mean_dc = _safe_div(seg_sum[_DC], eta)
+    var = np.maximum(_safe_div(seg_sum[_DC2], eta) - mean_dc * mean_dc, 0.0)
 
-    n_inc, n_dec = seg_sum[_S_INC], seg_sum[_S_DEC]
-    first = combined[..., 0][..., None]  # (3, n, 1)
-    sum_dc = seg_sum[_S_DC]
-    sum_d = sum_dc + eta * first
-    tot_inc, tot_dec = seg_sum[_S_DINC], seg_sum[_S_DDEC]
-    tot = tot_inc + tot_dec
-    om = omega[:, None]
-    mean_dc = _safe_div(sum_dc, eta)
-    var = np.maximum(_safe_div(seg_sum[_S_DC2], eta) - mean_dc * mean_dc, 0.0)
+    # Feature-major (feature, phase, region, video) so every operation runs over contiguous
+    # (3, 3, n) blocks; the output is transposed once at the end.
+    feats = np.empty((len(DMARKER_FEATURES), 3, 3, n))
+    np.divide(n_inc, omega, out=feats[0])
+    np.divide(n_dec, omega, out=feats[1])
+    np.divide(eta, omega, out=feats[2])
+    feats[3:5] = _safe_div(seg_sum[_INC : _DEC + 1], eta)
+    feats[5] = seg_max[_D - _FIRST_MAXED]
+    feats[6] = _safe_div(seg_sum[_DC] + eta * combined[None, :, :, 0], eta)
+    feats[[7, 17, 21]] = _safe_div(seg_sum[[_DINC, _VINC, _AINC]], n_inc)
+    feats[[8, 18, 22]] = _safe_div(seg_sum[[_DDEC, _VDEC, _ADEC]], n_dec)
+    np.sqrt(var, out=feats[9])
+    feats[10] = tot_inc
+    feats[11] = tot_dec
+    np.subtract(tot_inc, tot_dec, out=feats[12])
+    feats[13:15] = _safe_div(seg_sum[[_DINC, _DDEC]], tot_inc + tot_dec)
+    feats[[15, 16, 19, 20]] = seg_max[[_VINC - _FIRST_MAXED, _VDEC - _FIRST_MAXED,
+                                       _AINC_MAX - _FIRST_MAXED, _ADEC - _FIRST_MAXED]]
+    feats[23] = _safe_div(feats[12] * omega, eta)
+    feats[24] = _safe_div(np.abs(seg_sum[_L] - seg_sum[_R]), eta) if with_lr else 0.0
+    return np.ascontiguousarray(feats.transpose(3, 2, 1, 0)).reshape(n, N_DMARKERS)
 
-    feats = np.empty((3, n, 3, len(DMARKER_FEATURES)))  # region, video, phase, feature
-    feats[..., 0] = n_inc / om
-    feats[..., 1] = n_dec / om
-    feats[..., 2] = eta / om
-    feats[..., 3] = _safe_div(n_inc, eta)
-    feats[..., 4] = _safe_div(n_dec, eta)
-    feats[..., 5] = seg_max[_M_D]
-    feats[..., 6] = _safe_div(sum_d, eta)
-    feats[..., 7] = _safe_div(tot_inc, n_inc)
-    feats[..., 8] = _safe_div(tot_dec, n_dec)
-    feats[..., 9] = np.sqrt(var)
-    feats[..., 10] = tot_inc
-    feats[..., 11] = tot_dec
-    feats[..., 12] = tot_inc - tot_dec
-    feats[..., 13] = _safe_div(tot_inc, tot)
-    feats[..., 14] = _safe_div(tot_dec, tot)
-    feats[..., 15] = seg_max[_M_VINC]
-    feats[..., 16] = seg_max[_M_VDEC]
-    feats[..., 17] = _safe_div(seg_sum[_S_VINC], n_inc)
-    feats[..., 18] = _safe_div(seg_sum[_S_VDEC], n_dec)
-    feats[..., 19] = seg_max[_M_AINC]
-    feats[..., 20] = seg_max[_M_ADEC]
-    feats[..., 21] = _safe_div(seg_sum[_S_AINC], n_inc)
-    feats[..., 22] = _safe_div(seg_sum[_S_ADEC], n_dec)
-    feats[..., 23] = _safe_div((tot_inc - tot_dec) * om, eta)
-    feats[..., 24] = _safe_div(np.abs(seg_sum[_S_L] - seg_sum[_S_R]), eta) if with_lr else 0.0
-    return np.ascontiguousarray(feats.transpose(1, 0, 2, 3)).reshape(n, N_DMARKERS)
+
+def _by_phase(segments):
+    """(rows, 3, n * 4) reduceat output -> contiguous (rows, 3 phases, 3 regions, n)."""
+    rows, regions, size = segments.shape
+    by_video = segments.reshape(rows, regions, size // 4, 4)[..., :3]
+    return np.ascontiguousarray(by_video.transpose(0, 3, 1, 2))
 
 
 def _resolve_fps(fps, data, variant):
@@ -642,8 +669,40 @@ def dmarker_features(X, *, scheme="mediapipe478", fps=50.0, smoothing=_DEFAULT_S
     _check_options(smoothing, missing, variant)
     data = _as_data(X, scheme, missing)
     omega = _resolve_fps(fps, data, variant)
-    signals = _signals_from_data(data, scheme, smoothing, missing, variant)
+    if variant == "paper":
+        features = _features_unchecked(data, scheme, smoothing, omega)
+        if features is not None:
+            return features
+    signals = _smooth(_checked_signals(data, scheme, missing, variant), smoothing)
     return _features(signals, data.lengths, omega, with_lr=variant == "paper")
+
+
+def _features_unchecked(data, scheme, smoothing, omega):
+    """Features of finite input, in blocks of videos on two threads; None if any signal is not finite.
+
+    Every video is computed on its own, so blocking changes no result. Blocks of ``_BLOCK_FRAMES``
+    frames (a 64 KiB plane) keep the ~100 temporary (videos, frames) planes of the pipeline in
+    cache instead of streaming each through memory, and numpy releases the GIL inside ufuncs, so
+    two threads overlap. Non-finite input (missing frames, degenerate geometry) returns None for the caller to
+    redo through the validating path, which raises or interpolates.
+    """
+    n = len(data)
+    step = max(1, _BLOCK_FRAMES // int(data.lengths.max()))
+    blocks = [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    out = np.empty((n, N_DMARKERS))
+
+    def run(block):
+        P = _planes(data, scheme, "raise", checked=False, videos=block)
+        signals = _raw_signals(P, "paper")
+        if not _usable(P, signals):
+            return False
+        out[block] = _features(_smooth(signals, smoothing), data.lengths[block], omega[block])
+        return True
+
+    if len(blocks) == 1:
+        return out if run(blocks[0]) else None
+    with ThreadPoolExecutor(_N_THREADS) as pool:
+        return out if all(pool.map(run, blocks)) else None
 
 
 # --------------------------------------------------------------------------- transformer

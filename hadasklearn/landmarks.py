@@ -209,6 +209,11 @@ def face_frame(points):
     inter-ocular distance ``|c2 - c1|``. Axes keep the image convention (x right, y down), so a
     point "below" another has a larger second coordinate.
 
+    Parameters
+    ----------
+    points : array-like of shape (..., 11, C)
+        The D-Marker points l1..l11 of each frame (see :func:`gather_points`), C in {2, 3}.
+
     Returns
     -------
     origin : ndarray of shape (..., C)

@@ -1,6 +1,7 @@
 """The fusion study as a library: cross-validate many methods on the same subject-grouped folds,
 resumably (one atomically written file per method x fold), then tabulate, test and plot."""
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -44,17 +45,18 @@ __all__ = [
 
 #: Training settings of the two profiles of ``hadasklearn benchmark``, as
 #: :class:`~hadasklearn.HadaSmileClassifier` parameters shared by every neural method.
-#: ``quick`` is sized so that the default study (uvanemo preset, the fusions of
-#: :data:`QUICK_FUSIONS` and the four baselines) runs in under 10 minutes on 2 CPU cores;
+#: ``quick`` is sized (lite backbone, 4-frame clips, 2 epochs) for the default study (uvanemo preset, the fusions of
+#: :data:`QUICK_FUSIONS` and the four baselines) on a 2-core CPU, one unit per core;
 #: ``paper`` is the published protocol (CurveNet backbone, 300 epochs, batch 16, AdamW lr 5e-4),
 #: meant for a GPU.
 PROFILES = {
     "quick": {
         "backbone": "lite",
         "dim": 32,
-        "clip_length": 8,
+        "clip_length": 4,
         "n_test_clips": 2,
-        "max_epochs": 6,
+        "max_epochs": 2,
+        "early_stopping": False,
         "batch_size": 16,
         "lr": 2e-3,
         "backbone_kwargs": {"embed_dim": 16, "n_tokens": 8, "depth": 1, "temporal_depth": 1, "num_heads": 2},
@@ -64,6 +66,7 @@ PROFILES = {
         "clip_length": 16,
         "max_epochs": 300,
         "batch_size": 16,
+        "optimizer": "adamw",
         "lr": 5e-4,
     },
 }
@@ -90,6 +93,15 @@ _FOLD_COLUMNS = (
     "method", "fold", "seed", "n_train", "n_test", *_SCORE_COLUMNS, *_TIMING_COLUMNS, "n_params",
 )
 _SVM_GRID = {"svc__C": [0.1, 1.0, 10.0, 100.0], "svc__gamma": ["scale", 1e-3, 1e-2]}
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 class StudyResumeError(ValueError):
@@ -212,12 +224,35 @@ def make_dmarker_svm(random_state=None, *, inner_splits=3, param_grid=None, n_jo
 
 
 class _GroupedInnerCV(StratifiedGroupKFold):
-    """StratifiedGroupKFold that falls back to StratifiedKFold when no groups are given."""
+    """Inner CV of the SVM baseline: subject-grouped, with fewer folds when the data are small.
+
+    The number of folds is capped by the smallest class count and the number of subjects, so a
+    small outer training fold still gets a (coarser) inner CV instead of an error; without
+    groups it falls back to stratified folds.
+    """
+
+    def _effective_splits(self, y, groups):
+        if y is None:
+            return self.n_splits
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        cap = smallest if groups is None else min(smallest, len(np.unique(groups)))
+        if cap < 2:
+            raise ValueError(
+                f"The inner CV of dmarker_svm needs at least 2 videos (and 2 subjects) per class "
+                f"in each outer training fold; got class counts "
+                f"{dict(zip(*[a.tolist() for a in np.unique(y, return_counts=True)]))}. Use fewer "
+                "outer folds or more videos."
+            )
+        return min(self.n_splits, cap)
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return self._effective_splits(y, groups)
 
     def split(self, X, y=None, groups=None):
+        n_splits = self._effective_splits(y, groups)
         if groups is None:
-            return StratifiedKFold(self.n_splits).split(X, y)
-        return super().split(X, y, groups)
+            return StratifiedKFold(n_splits).split(X, y)
+        return StratifiedGroupKFold(n_splits).split(X, y, groups)
 
 
 def _neural_method(random_state=None, *, fusion, params):
@@ -548,10 +583,10 @@ def _score_unit(name, fold, estimator, y_train, y_test, y_pred, scores):
     if scores is not None and binary:
         y_score = scores[:, 1] if scores.ndim == 2 else scores
     if scores is None or len(np.unique(y_test)) < 2:
-        reason = "gives no scores" if scores is None else "has a single class"
+        reason = "the estimator gives no scores" if scores is None else "the test fold has one class"
         warnings.warn(
-            f"ROC AUC of method {name!r} on fold {fold} is undefined (the estimator {reason}); "
-            "it is recorded as NaN.",
+            f"ROC AUC of method {name!r} is undefined on this fold ({reason}); it is "
+            "recorded as NaN.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -584,6 +619,7 @@ def _atomic_write_bytes(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -705,20 +741,6 @@ def _validate_methods(methods):
                 f"Method names become file names: use letters, digits and _.+- only (starting "
                 f"with a letter or digit), got {name!r}."
             )
-
-
-def _dask_client(scheduler, n_jobs):
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError as error:
-        raise ImportError(
-            "backend='dask' needs dask.distributed: pip install 'hadasklearn[dask]'."
-        ) from error
-    if scheduler:
-        return Client(scheduler), None
-    n_workers = os.cpu_count() if n_jobs in (None, -1) else max(1, int(n_jobs))
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
 
 
 def run_study(
@@ -951,33 +973,33 @@ def _progress_bar(total, initial, enabled):
 def _run_parallel(units, methods, X, y, groups, splits, n_jobs, backend, scheduler, finish, bar):
     from joblib import Parallel, delayed, parallel_config
 
-    client = cluster = None
-    if backend == "dask":
-        client, cluster = _dask_client(scheduler, n_jobs)
-    elif scheduler is not None:
+    if backend != "dask" and scheduler is not None:
         raise ValueError(f"scheduler is only used with backend='dask', got backend={backend!r}.")
     packed = _pack(X)
-    try:
-        with parallel_config(backend=backend):
-            # Results arrive as units finish (one unit per task), so each is written at once.
-            parallel = Parallel(
-                n_jobs=-1 if backend == "dask" else n_jobs,
-                return_as="generator_unordered",
-                batch_size=1,
-            )
-            tasks = (
-                delayed(_run_unit)(name, methods[name], packed, y, groups, *splits[fold], fold, seed_k)
-                for name, fold, seed_k in units
-            )
-            for record in parallel(tasks):
-                finish(record)
-                bar.set_postfix_str(f"{record['method']} fold {record['fold']}", refresh=False)
-                bar.update(1)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+    with contextlib.ExitStack() as stack:
+        if backend == "dask":
+            from ._dask import dask_parallel
+
+            n_workers = os.cpu_count() if n_jobs in (None, -1) else max(1, int(n_jobs))
+            # The data set travels to each worker once; tasks refer to the scattered copies.
+            scatter = [obj for obj in (packed, y, groups) if obj is not None]
+            stack.enter_context(dask_parallel(scheduler, scatter=scatter, n_workers=n_workers))
+        else:
+            stack.enter_context(parallel_config(backend=backend))
+        # Results arrive as units finish (one unit per task), so each is written at once.
+        parallel = Parallel(
+            n_jobs=-1 if backend == "dask" else n_jobs,
+            return_as="generator_unordered",
+            batch_size=1,
+        )
+        tasks = (
+            delayed(_run_unit)(name, methods[name], packed, y, groups, *splits[fold], fold, seed_k)
+            for name, fold, seed_k in units
+        )
+        for record in parallel(tasks):
+            finish(record)
+            bar.set_postfix_str(f"{record['method']} fold {record['fold']}", refresh=False)
+            bar.update(1)
 
 
 # --------------------------------------------------------------------------------------------

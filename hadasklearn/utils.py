@@ -1,4 +1,4 @@
-"""Public validation utilities: the landmark validator every entry point uses, for use in your own code."""
+"""Public utilities: the landmark validator every entry point uses, and the Dask scale-out context."""
 
 from ._dask import dask_parallel
 from ._validation import LandmarkData, check_landmarks, fill_missing_frames, interpolate_video

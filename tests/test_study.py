@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, StratifiedKFold
 from skorch.helper import SliceDict
 
 from hadasklearn import study
@@ -243,29 +243,29 @@ def test_rerun_skips_finished_units(tmp_path, monkeypatch):
 )
 def test_resume_refuses_units_from_other_settings(tmp_path, change, match):
     X, y, groups = _data()
-    base = dict(methods={"hadamard": LogisticRegression()}, groups=groups, cv=3, seed=0, context=None)
+    base = dict(methods={"hadamard": LogisticRegression()}, groups=groups, cv=3, seed=0, context=None,
+                reference=None)
     run_study(base.pop("methods"), X, y, out_dir=tmp_path, progress=False, **base)
-    args = {**dict(methods={"hadamard": LogisticRegression()}, groups=groups, cv=3, seed=0), **change}
+    args = {**dict(methods={"hadamard": LogisticRegression()}, groups=groups, cv=3, seed=0, reference=None), **change}
     with pytest.raises(StudyResumeError, match=match):
         run_study(args.pop("methods"), X, y, out_dir=tmp_path, progress=False, **args)
 
 
 def test_resume_ignores_settings_that_do_not_change_results(tmp_path):
     X, y, groups = _data()
-    run_study({"hadamard": LogisticRegression()}, X, y, groups=groups, cv=3, out_dir=tmp_path, progress=False)
-    result = run_study(
-        {"hadamard": LogisticRegression(verbose=1, n_jobs=2)}, X, y, groups=groups, cv=3,
-        out_dir=tmp_path, progress=False,
-    )
+    kwargs = dict(groups=groups, cv=3, out_dir=tmp_path, reference=None, progress=False)
+    run_study({"hadamard": LogisticRegression()}, X, y, **kwargs)
+    result = run_study({"hadamard": LogisticRegression(verbose=1, n_jobs=2)}, X, y, **kwargs)
     assert result.n_reused == 3
 
 
 def test_corrupt_unit_file_is_reported(tmp_path):
     X, y, groups = _data()
-    run_study({"hadamard": LogisticRegression()}, X, y, groups=groups, cv=3, out_dir=tmp_path, progress=False)
+    kwargs = dict(groups=groups, cv=3, out_dir=tmp_path, reference=None, progress=False)
+    run_study({"hadamard": LogisticRegression()}, X, y, **kwargs)
     (tmp_path / "units" / "hadamard__fold001.json").write_text("{not json")
     with pytest.raises(StudyResumeError, match="hadamard__fold001.json.*delete it"):
-        run_study({"hadamard": LogisticRegression()}, X, y, groups=groups, cv=3, out_dir=tmp_path, progress=False)
+        run_study({"hadamard": LogisticRegression()}, X, y, **kwargs)
 
 
 def test_atomic_write_keeps_old_file_when_replace_fails(tmp_path, monkeypatch):
@@ -392,9 +392,10 @@ def test_errors_name_method_and_fold(tmp_path):
         (dict(cv=1), "int >= 2"),
         (dict(seed=-3), "non-negative int"),
         (dict(groups=np.zeros(5)), "one entry per item"),
-        (dict(cv=KFold(3)), "subjects .* in both"),
+        (dict(cv=StratifiedKFold(5)), "subjects .* in both"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:The groups parameter is ignored")
 def test_invalid_arguments(tmp_path, kwargs, match):
     X, y, groups = _data()
     args = {"methods": {"hadamard": LogisticRegression()}, "groups": groups, **kwargs}
@@ -467,3 +468,12 @@ def test_default_methods_rejects_unknown_names(args, match):
         default_methods(*args)
     with pytest.raises(UnknownNameError, match="profile"):
         default_methods(profile="slow")
+
+
+def test_dmarker_svm_inner_cv_shrinks_on_small_folds_and_explains_when_impossible():
+    cv = make_dmarker_svm(inner_splits=5).cv
+    y = np.array([0, 0, 0, 1, 1, 1])
+    groups = np.arange(6)
+    assert cv.get_n_splits(None, y, groups) == 3 == len(list(cv.split(np.zeros((6, 1)), y, groups)))
+    with pytest.raises(ValueError, match="at least 2 videos"):
+        cv.get_n_splits(None, np.array([0, 0, 0, 1]), np.arange(4))

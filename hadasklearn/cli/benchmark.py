@@ -1,6 +1,7 @@
 """``hadasklearn benchmark``: the fusion study (every fusion and the baselines on the same folds), resumable."""
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,8 +85,9 @@ def add_parser(subparsers):
     parser.add_argument("--max-epochs", type=_int_at_least(1), default=None, metavar="N",
                         help="override the profile's number of epochs")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
-    parser.add_argument("--n-jobs", type=int, default=1, metavar="N",
-                        help="(method, fold) units run in parallel; -1: one per core (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                        help="(method, fold) units run in parallel, each with its share of the cores; "
+                        "-1: one per core (default: quick profile one per core up to 4, paper 1)")
     parser.add_argument("--backend", choices=("loky", "dask"), default="loky",
                         help="parallel backend for --n-jobs (default: %(default)s)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -157,6 +159,12 @@ def load_benchmark_data(dataset, *, data_seed=0, max_videos=None, cv=None):
     ------
     hadasklearn.exceptions.UnknownNameError
         If ``dataset`` is neither a preset nor an existing folder.
+
+    Examples
+    --------
+    >>> data = load_benchmark_data("bbc", max_videos=8, cv=2)
+    >>> len(data.y), data.X["dmarkers"].shape, len(data.splits)
+    (8, (8, 225), 2)
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
     from sklearn.utils import Bunch
@@ -291,6 +299,10 @@ def run(args):
     }
     if data.fps_note:
         metadata["fps_note"] = data.fps_note
+    n_jobs = args.n_jobs
+    if n_jobs is None:
+        # Small networks use cores better side by side (one thread each) than one fit on all.
+        n_jobs = min(os.cpu_count() or 1, 4) if args.profile == "quick" else 1
     try:
         result = run_study(
             methods,
@@ -304,7 +316,7 @@ def run(args):
             names=data.names,
             context=data.context,
             metadata=metadata,
-            n_jobs=args.n_jobs,
+            n_jobs=n_jobs,
             backend=args.backend,
             scheduler=args.scheduler,
             progress=not args.quiet,
@@ -317,7 +329,8 @@ def run(args):
         )
         return 130
     except ValueError as error:  # includes StudyResumeError
-        print(f"error: {error}", file=sys.stderr)
+        notes = "".join(f"\n{note}" for note in getattr(error, "__notes__", ()))
+        print(f"error: {error}{notes}", file=sys.stderr)
         return 2
 
     if not args.quiet:
