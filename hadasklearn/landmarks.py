@@ -182,6 +182,18 @@ register_scheme(
 def gather_points(landmarks, scheme):
     """Select l1..l11 from landmarks ``(..., n_landmarks, n_coords)`` -> ``(..., 11, n_coords)``.
 
+    Parameters
+    ----------
+    landmarks : array-like of shape (..., n_landmarks, n_coords)
+        Landmarks of one or more frames.
+    scheme : str or LandmarkScheme
+        Where the tracker puts the D-Marker points; points defined by several landmarks are
+        their mean.
+
+    Returns
+    -------
+    points : ndarray of shape (..., 11, n_coords)
+
     Examples
     --------
     >>> frames = np.zeros((2, 68, 2)); frames[:, 37] = 1.0
