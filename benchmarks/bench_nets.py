@@ -3,7 +3,7 @@
 Prints a markdown table: per backbone x fusion the parameter count, the median time of one training
 step (forward + backward + AdamW step) on ``--batch`` clips, the median inference time per clip
 (eval mode, ``--infer-batch`` clips at once), and the ratios of these to the ``multitask`` entry of
-the same backbone. Example::
+the same backbone (measured and printed first). Rows are printed as they are measured. Example::
 
     python benchmarks/bench_nets.py --threads 2 --repeats 7
     python benchmarks/bench_nets.py --backbones curvenet --fusions hadamard multitask --repeats 3
@@ -83,9 +83,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    fusions = list(args.fusions)
-    if "multitask" not in fusions:
-        fusions.append("multitask")  # the reference of the ratio columns
+    # multitask is the reference of the ratio columns: measured (and printed) first.
+    fusions = ["multitask"] + [fusion for fusion in args.fusions if fusion != "multitask"]
     print(
         f"torch {torch.__version__}, {args.threads} threads, training step = {args.batch} clips x "
         f"{args.clip_length} frames x {args.n_landmarks} landmarks x 3, inference batch "
@@ -98,14 +97,14 @@ def main(argv=None):
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for backbone in args.backbones:
-        try:
-            results = {fusion: measure(backbone, fusion, args) for fusion in fusions}
-        except ImportError as error:
-            print(f"| {backbone} | (skipped: {error}) | | | | | | |")
-            continue
-        ref = results["multitask"]
+        ref = None
         for fusion in fusions:
-            params, train, infer = results[fusion]
+            try:
+                params, train, infer = measure(backbone, fusion, args)
+            except ImportError as error:
+                print(f"| {backbone} | (skipped: {error}) | | | | | | |")
+                break
+            ref = ref or (params, train, infer)
             print(
                 f"| {backbone} | {fusion} | {params:,} | {train:.3f} | {infer * 1e3:.2f} "
                 f"| {params / ref[0]:.2f} | {train / ref[1]:.2f} | {infer / ref[2]:.2f} |",

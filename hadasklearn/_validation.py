@@ -2,7 +2,7 @@
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,13 +26,16 @@ _FORMS_HELP = (
 class LandmarkData:
     """Validated landmark videos: the internal form every entry point works on.
 
-    Attributes
+    Built by :func:`check_landmarks`; not meant to be constructed by hand.
+
+    Parameters
     ----------
     videos : ndarray of shape (n_videos, n_frames, n_landmarks, n_coords) or list of ndarray
         The caller's arrays, not copied (a 4-D array stays one array; memory maps stay lazy).
     lengths : ndarray of shape (n_videos,)
         Frames per video.
     n_landmarks, n_coords : int
+        Landmarks per frame and coordinates per landmark.
     dmarkers : ndarray of shape (n_videos, n_dmarkers) or None
         Precomputed D-Markers when ``X`` was a mapping that carried them.
     is_array : bool
@@ -46,7 +49,7 @@ class LandmarkData:
     n_landmarks: int
     n_coords: int
     dmarkers: np.ndarray | None = None
-    is_array: bool = field(default=False)
+    is_array: bool = False
     fps: np.ndarray | None = None
 
     def __len__(self):
@@ -478,7 +481,20 @@ def _scan_values(data, missing):
 
 
 def interpolate_video(video, *, warn=False):
-    """One video ``(n_frames, n_landmarks, n_coords)`` with all-NaN frames interpolated (a copy if needed)."""
+    """One video ``(n_frames, n_landmarks, n_coords)`` with all-NaN frames interpolated (a copy if needed).
+
+    Parameters
+    ----------
+    video : array-like of shape (n_frames, n_landmarks, n_coords)
+        Frames without a face are all-NaN; at least one frame must be valid.
+    warn : bool, default=False
+        Emit :class:`~hadasklearn.exceptions.MissingFramesWarning` when frames were filled.
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_landmarks, n_coords)
+        ``video`` itself when nothing is missing, else a filled copy.
+    """
     video = np.asarray(video)
     if not np.issubdtype(video.dtype, np.floating) or not np.isnan(video[:, 0, 0]).any():
         return video

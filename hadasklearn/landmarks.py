@@ -100,7 +100,18 @@ SCHEMES = Registry("landmark scheme")
 
 
 def register_scheme(scheme):
-    """Register a :class:`LandmarkScheme` under its name so it can be passed as ``scheme="name"``."""
+    """Register a :class:`LandmarkScheme` under its name so it can be passed as ``scheme="name"``.
+
+    Parameters
+    ----------
+    scheme : LandmarkScheme
+        The scheme; its ``name`` must not be registered yet.
+
+    Returns
+    -------
+    LandmarkScheme
+        ``scheme`` itself.
+    """
     if not isinstance(scheme, LandmarkScheme):
         raise TypeError(f"Expected a LandmarkScheme, got {type(scheme).__name__}.")
     SCHEMES.register(scheme.name)(scheme)
@@ -120,6 +131,15 @@ def list_schemes():
 
 def get_scheme(scheme):
     """Return the :class:`LandmarkScheme` for a registered name (or the scheme itself).
+
+    Parameters
+    ----------
+    scheme : str or LandmarkScheme
+        A name from :func:`list_schemes`, or a scheme (returned unchanged).
+
+    Returns
+    -------
+    LandmarkScheme
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Landmark-stream backbones: clips of face landmarks ``(batch, time, landmarks, coords)`` to tokens and a vector."""
+"""Landmark-stream backbones: landmark clips ``(batch, time, landmarks, coords)`` -> tokens and a vector."""
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""HadaSmileNet: a landmark backbone and the D-Marker stream joined by a registered fusion, plus a classification head."""
+"""HadaSmileNet: a landmark backbone and the D-Marker stream joined by a registered fusion, then a head."""
 
 import inspect
 
@@ -239,7 +239,7 @@ class HadaSmileNet(nn.Module):
             if self.dmarker_proj is not None:
                 z = self.dmarker_proj(dmarkers)
             if self.dmarker_token_proj is not None:
-                groups = dmarkers.view(dmarkers.shape[0], N_DMARKER_TOKENS, -1)
+                groups = dmarkers.reshape(dmarkers.shape[0], N_DMARKER_TOKENS, -1)
                 z_tokens = self.dmarker_token_proj(groups) + self.dmarker_token_embed
         if self.predicts_dmarkers:
             return self.head(fusion(x, z, x_tokens, z_tokens, mask)), fusion.predict_dmarkers(x)

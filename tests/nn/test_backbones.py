@@ -1,4 +1,4 @@
-"""Tests of the landmark backbones (hadasklearn.nn.backbones) and their shared layers (hadasklearn.nn.layers)."""
+"""Tests of the landmark backbones (hadasklearn.nn.backbones) and their layers (hadasklearn.nn.layers)."""
 
 import functools
 import importlib.util
@@ -140,7 +140,11 @@ def test_output_depends_on_time_and_on_landmarks(name):
         (torch.zeros(2, CLIP, N_LANDMARKS, 3, dtype=torch.long), None, "floating-point"),
         (torch.zeros(2, CLIP, N_LANDMARKS, 3), torch.ones(2, CLIP), "bool mask"),
         (torch.zeros(2, CLIP, N_LANDMARKS, 3), torch.ones(2, 3, dtype=torch.bool), r"mask of shape"),
-        (torch.zeros(2, CLIP, N_LANDMARKS, 3), torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]).bool(), r"clip\(s\) \[1\]"),
+        (
+            torch.zeros(2, CLIP, N_LANDMARKS, 3),
+            torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]).bool(),
+            r"clip\(s\) \[1\]",
+        ),
         (torch.full((2, CLIP, N_LANDMARKS, 3), float("nan")), None, "NaN or infinite"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Tests of the HadaSmileNet model and the multitask loss (hadasklearn.nn.model), over every backbone x fusion."""
+"""Tests of HadaSmileNet and the multitask loss (hadasklearn.nn.model), over every backbone x fusion."""
 
 import importlib.util
 
@@ -168,7 +168,7 @@ def test_float64_inputs_are_cast():
 @pytest.mark.parametrize(
     ("fusion", "args", "match"),
     [
-        ("hadamard", (torch.zeros(3, CLIP, N_LANDMARKS + 2, 3), torch.zeros(3, 225)), "built for 20 landmarks"),
+        ("hadamard", (torch.zeros(3, CLIP, N_LANDMARKS + 2, 3), torch.zeros(3, 225)), "built for 20 landm"),
         ("hadamard", (torch.zeros(3, CLIP, N_LANDMARKS, 2), torch.zeros(3, 225)), "got 20 x 2"),
         ("hadamard", (torch.zeros(3, CLIP, N_LANDMARKS, 3), None), "needs dmarkers of shape"),
         ("hadamard", (torch.zeros(3, CLIP, N_LANDMARKS, 3), torch.zeros(3, 224)), "must have 225 columns"),
@@ -201,7 +201,8 @@ def test_bad_construction_raises(kwargs, error, match):
 
 def test_multitask_loss_formula():
     g = torch.Generator().manual_seed(0)
-    logits, pred, target = torch.randn(5, 2, generator=g), torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    logits = torch.randn(5, 2, generator=g)
+    pred, target = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
     y = torch.tensor([0, 1, 1, 0, 1])
     ce = torch.nn.functional.cross_entropy(logits, y)
     mse = ((pred - target) ** 2).mean()

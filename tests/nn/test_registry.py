@@ -120,7 +120,9 @@ def test_register_fusion_rejects_unknown_kind():
 def test_create_helpers():
     fusion = create_fusion("hadamard", dim=8)
     assert isinstance(fusion, get_fusion("hadamard")) and fusion.out_dim == 8
-    backbone = create_backbone("lite", n_landmarks=10, clip_length=2, dim=8, embed_dim=4, n_tokens=2, num_heads=2)
+    backbone = create_backbone(
+        "lite", n_landmarks=10, clip_length=2, dim=8, embed_dim=4, n_tokens=2, num_heads=2
+    )
     assert backbone.out_dim == 8
 
 
