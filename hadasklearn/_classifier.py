@@ -139,6 +139,10 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
     clip_length : int, default=16
         Frames per clip. Videos shorter than this are padded at the end and the padding is masked:
         padded frames influence no output of the network.
+    clip_stride : int, default=1
+        Step between the frames of a clip: 1 takes consecutive frames (the published protocol);
+        ``s > 1`` takes every ``s``-th frame, so a clip spans ``s * (clip_length - 1) + 1``
+        frames and a short clip can cover a whole smile (onset to offset) at lower cost.
     n_test_clips : int, default=5
         Evenly spaced clips evaluated per video by ``predict_proba`` (first at frame 0, last ending
         at the last frame; one clip for videos no longer than ``clip_length``); the clip
@@ -277,6 +281,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         "head_hidden": [Interval(Integral, 1, None, closed="left"), None],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "clip_length": [Interval(Integral, 1, None, closed="left")],
+        "clip_stride": [Interval(Integral, 1, None, closed="left")],
         "n_test_clips": [Interval(Integral, 1, None, closed="left")],
         "scheme": [str, LandmarkScheme],
         "fps": [Interval(Real, 0, None, closed="neither"), None],
@@ -311,6 +316,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         head_hidden=None,
         dropout=0.1,
         clip_length=16,
+        clip_stride=1,
         n_test_clips=5,
         scheme="mediapipe478",
         fps=None,
@@ -341,6 +347,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         self.head_hidden = head_hidden
         self.dropout = dropout
         self.clip_length = clip_length
+        self.clip_stride = clip_stride
         self.n_test_clips = n_test_clips
         self.scheme = scheme
         self.fps = fps
@@ -490,6 +497,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
     def _dataset_kwargs(self, dmarkers, with_landmarks):
         return dict(
             clip_length=self.clip_length,
+            stride=self.clip_stride,
             scheme=self.scheme,
             dmarkers=dmarkers,
             with_landmarks=with_landmarks,

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 from ._validation import interpolate_video
 from .landmarks import align_points, gather_points, get_scheme
 
-__all__ = ["ClipDataset", "aligned_clip", "evenly_spaced_starts", "prepare_videos"]
+__all__ = ["ClipDataset", "aligned_clip", "clip_span", "evenly_spaced_starts", "prepare_videos"]
 
 
 def prepare_videos(data):
@@ -27,8 +27,8 @@ def prepare_videos(data):
     return videos
 
 
-def aligned_clip(video, start, clip_length, scheme):
-    """Frames ``start:start + clip_length`` of ``video``, head pose removed, padded at the end.
+def aligned_clip(video, start, clip_length, scheme, stride=1):
+    """Frames ``start, start + stride, ...`` (``clip_length`` of them) of ``video``, head pose removed, padded at the end.
 
     Every frame is expressed in its own face frame (:func:`~hadasklearn.landmarks.align_points`:
     origin between the eyes, eye line horizontal, unit inter-ocular distance), so the network sees
@@ -41,7 +41,7 @@ def aligned_clip(video, start, clip_length, scheme):
     mask : ndarray of shape (clip_length,), bool
         True for real frames.
     """
-    frames = np.asarray(video[start : start + clip_length], dtype=np.float64)
+    frames = np.asarray(video[start : start + stride * clip_length : stride], dtype=np.float64)
     n_real = len(frames)
     aligned = align_points(frames, frame_points=gather_points(frames, scheme))
     clip = np.zeros((clip_length,) + aligned.shape[1:], dtype=np.float32)
@@ -51,11 +51,16 @@ def aligned_clip(video, start, clip_length, scheme):
     return clip, mask
 
 
-def evenly_spaced_starts(n_frames, clip_length, n_clips):
+def clip_span(clip_length, stride=1):
+    """Frames from the first to the last frame of a clip: ``stride * (clip_length - 1) + 1``."""
+    return int(stride) * (int(clip_length) - 1) + 1
+
+
+def evenly_spaced_starts(n_frames, clip_length, n_clips, stride=1):
     """Start frames of ``n_clips`` clips spread evenly over a video (duplicates removed).
 
     The first clip starts at frame 0 and the last one ends at the last frame; a video no longer
-    than ``clip_length`` has one clip.
+    than the clip's span (:func:`clip_span`) has one clip.
 
     Examples
     --------
@@ -63,8 +68,10 @@ def evenly_spaced_starts(n_frames, clip_length, n_clips):
     [0, 21, 42, 63, 84]
     >>> evenly_spaced_starts(10, 16, 5).tolist()
     [0]
+    >>> evenly_spaced_starts(100, 8, 3, stride=4).tolist()
+    [0, 36, 72]
     """
-    last = max(int(n_frames) - int(clip_length), 0)
+    last = max(int(n_frames) - clip_span(clip_length, stride), 0)
     return np.unique(np.round(np.linspace(0, last, int(n_clips))).astype(np.intp))
 
 
@@ -84,6 +91,8 @@ class ClipDataset(Dataset):
         Encoded labels; ``None`` yields a dummy label 0 (prediction).
     clip_length : int
         Frames per clip.
+    stride : int, default=1
+        Step between the frames of a clip (1: consecutive frames).
     scheme : str or LandmarkScheme
         Landmark scheme used to align each frame.
     dmarkers : ndarray of shape (n_videos, n_dmarkers) or None
@@ -103,6 +112,7 @@ class ClipDataset(Dataset):
         *,
         clip_length,
         scheme,
+        stride=1,
         dmarkers=None,
         with_landmarks=True,
         video_index=None,
@@ -112,6 +122,7 @@ class ClipDataset(Dataset):
         self.videos = videos
         self.y = y
         self.clip_length = int(clip_length)
+        self.stride = int(stride)
         self.scheme = get_scheme(scheme)
         self.dmarkers = None if dmarkers is None else np.asarray(dmarkers, dtype=np.float32)
         self.with_landmarks = with_landmarks
@@ -124,7 +135,7 @@ class ClipDataset(Dataset):
         """Fixed, evenly spaced clips: ``n_clips`` per video (fewer for short videos)."""
         index, starts = [], []
         for i, video in enumerate(videos):
-            s = evenly_spaced_starts(len(video), kwargs["clip_length"], n_clips)
+            s = evenly_spaced_starts(len(video), kwargs["clip_length"], n_clips, kwargs.get("stride", 1))
             index.append(np.full(len(s), i, dtype=np.intp))
             starts.append(s)
         return cls(videos, y, video_index=np.concatenate(index), starts=np.concatenate(starts), **kwargs)
@@ -136,12 +147,13 @@ class ClipDataset(Dataset):
         if self.starts is None:
             video_id = item
             n_frames = len(self.videos[video_id])
-            start = int(self.rng.integers(0, max(n_frames - self.clip_length, 0) + 1))
+            span = clip_span(self.clip_length, self.stride)
+            start = int(self.rng.integers(0, max(n_frames - span, 0) + 1))
         else:
             video_id, start = int(self.video_index[item]), int(self.starts[item])
         x = {}
         if self.with_landmarks:
-            clip, mask = aligned_clip(self.videos[video_id], start, self.clip_length, self.scheme)
+            clip, mask = aligned_clip(self.videos[video_id], start, self.clip_length, self.scheme, self.stride)
             x["landmarks"] = torch.from_numpy(clip)
             x["mask"] = torch.from_numpy(mask)
         if self.dmarkers is not None:

@@ -520,3 +520,25 @@ def test_groups_are_routed_by_metadata_routing(small):
         clf = Spy(**{**CHEAP, "scheme": SMALL, "max_epochs": 1}).set_fit_request(groups=True)
         cross_validate(clf, X[:24], y[:24], params={"groups": groups[:24]}, cv=StratifiedGroupKFold(2))
     assert len(seen) == 2 and all(g is not None and len(g) == 12 for g in seen)
+
+
+def test_clip_stride_takes_every_sth_frame_and_spans_the_video():
+    from hadasklearn._clips import ClipDataset, aligned_clip, clip_span
+    from hadasklearn.landmarks import align_points, gather_points
+
+    rng = np.random.default_rng(0)
+    video = rng.normal(size=(20, 478, 3)) * 0.01 + 0.5
+    clip, mask = aligned_clip(video, 1, 4, "mediapipe478", stride=3)
+    frames = video[[1, 4, 7, 10]]
+    expected = align_points(frames, frame_points=gather_points(frames, "mediapipe478"))
+    np.testing.assert_allclose(clip, expected.astype(np.float32), rtol=1e-6)
+    assert mask.all()
+    # A clip running past the end is padded and masked, never wrapped around.
+    clip, mask = aligned_clip(video, 15, 4, "mediapipe478", stride=3)
+    assert mask.tolist() == [True, True, False, False] and not clip[2:].any()
+    assert clip_span(4, 3) == 10
+    # Random training clips always fit inside the video.
+    ds = ClipDataset([video], np.array([1]), clip_length=4, stride=6, scheme="mediapipe478", seed=0)
+    for _ in range(20):
+        x, _ = ds[0]
+        assert bool(x["mask"].all())
