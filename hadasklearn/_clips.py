@@ -69,7 +69,7 @@ def evenly_spaced_starts(n_frames, clip_length, n_clips, stride=1):
     >>> evenly_spaced_starts(10, 16, 5).tolist()
     [0]
     >>> evenly_spaced_starts(100, 8, 3, stride=4).tolist()
-    [0, 36, 72]
+    [0, 36, 71]
     """
     last = max(int(n_frames) - clip_span(clip_length, stride), 0)
     return np.unique(np.round(np.linspace(0, last, int(n_clips))).astype(np.intp))
