@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._validation import LandmarkData, check_landmarks
 from .exceptions import LandmarkValidationError
-from .landmarks import LandmarkScheme, get_scheme
+from .landmarks import LandmarkScheme, _dot, _eye_centres, _face_axes, _norm, get_scheme
 
 __all__ = [
     "DMARKER_FEATURES",
@@ -114,62 +114,6 @@ class AmplitudeSignals:
     cheek_right: np.ndarray
     cheek_left: np.ndarray
     lengths: np.ndarray
-
-
-def _dot(a, b):
-    """Dot product over the coordinate axis (third from last) of (..., C, n, T) arrays.
-
-    Written out term by term so it can broadcast one frame (C, n, T) against several points
-    (k, C, n, T); the sum order, and so every bit of the result, is that of ``np.einsum``.
-    """
-    out = a[..., 0, :, :] * b[..., 0, :, :]
-    for i in range(1, a.shape[-3]):
-        out += a[..., i, :, :] * b[..., i, :, :]
-    return out
-
-
-def _norm(v):
-    """Euclidean norm over the coordinate axis (third from last) of a (..., C, n, T) array."""
-    return np.sqrt(_dot(v, v))
-
-
-def _eye_centres(P):
-    """Right and left eye centres, (l1 + l3) / 2 and (l4 + l6) / 2, as one (2, C, n, T) array."""
-    centres = P[[0, 3]] + P[[2, 5]]
-    centres *= 0.5
-    return centres
-
-
-def _face_axes(P, centres=None):
-    """Origin, rows of the rotation and scale of every frame, exactly as :func:`face_frame`.
-
-    ``P`` is (11, C, n, T): coordinates first, so every operation below is on contiguous (n, T)
-    planes instead of tiny trailing axes (an order of magnitude faster than ``align_points``).
-    ``centres`` are the eye centres (:func:`_eye_centres`) if the caller has them already.
-    """
-    n_coords = P.shape[1]
-    c1, c2 = _eye_centres(P) if centres is None else centres
-    origin = c1 + c2
-    origin *= 0.5
-    e_x = c2 - c1
-    scale = _norm(e_x)
-    e_x /= scale
-    if n_coords == 2:
-        return origin, (e_x, np.stack([-e_x[1], e_x[0]])), scale
-    towards_nose = P[8] - origin
-    v = towards_nose - _dot(towards_nose, e_x) * e_x
-    v_norm = _norm(v)
-    degenerate = v_norm <= 1e-9 * scale
-    e_y = v / v_norm
-    if degenerate.any():
-        # Nose tip on the eye line: the vertical is the in-image perpendicular (as face_frame).
-        fallback = np.stack([-e_x[1], e_x[0], np.zeros_like(e_x[0])])
-        fallback /= np.maximum(_norm(fallback), 1e-300)
-        e_y = np.where(degenerate, fallback, e_y)
-    e_z = np.empty_like(e_x)
-    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
-        np.subtract(e_x[i] * e_y[j], e_x[j] * e_y[i], out=e_z[k])
-    return origin, (e_x, e_y, e_z), scale
 
 
 def _aligned(p, origin, axes, scale):
