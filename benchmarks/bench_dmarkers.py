@@ -1,4 +1,5 @@
-"""Frames per second of the vectorised D-Marker engine against a plain per-video loop of the same formulas.
+"""Frames per second of the D-Marker engines (compiled numba, vectorised numpy) against a plain
+per-video loop of the same formulas, in one run.
 
 Run: ``python benchmarks/bench_dmarkers.py`` (prints a markdown table; ``--quick`` for a smoke run).
 """
@@ -8,6 +9,7 @@ import os
 import platform
 import time
 
+import numba
 import numpy as np
 
 from hadasklearn._dmarker import (
@@ -72,25 +74,26 @@ def main(argv=None):
     rows = []
     for label, n, t in cases:
         X = make_videos(n, t)
-        vec = dmarker_features(X)
         ref = loop_dmarkers(X)
-        assert np.allclose(vec, ref, rtol=1e-9, atol=1e-12), "loop and vectorised results differ"
-        v_min, v_med = timeit(lambda: dmarker_features(X), args.repeats)
         _, l_med = timeit(lambda: loop_dmarkers(X), loop_repeats)
         frames = n * t
-        rows.append((label, n, t, frames / v_min, frames / v_med, frames / l_med, l_med / v_med,
-                     v_min * 1e3, v_med * 1e3))
+        for engine in ("numba", "numpy"):
+            out = dmarker_features(X, engine=engine)  # also compiles / loads the numba cache
+            assert np.allclose(out, ref, rtol=1e-9, atol=1e-12), f"{engine} and loop results differ"
+            v_min, v_med = timeit(lambda: dmarker_features(X, engine=engine), args.repeats)
+            rows.append((label, engine, n, t, frames / v_min, frames / v_med, frames / l_med,
+                         l_med / v_med, v_min * 1e3, v_med * 1e3))
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"numpy {np.__version__}; load average (1 min) {load_start:.1f} at start, "
-          f"{os.getloadavg()[0]:.1f} at end; {args.repeats} runs (loop: {loop_repeats}); "
+          f"numpy {np.__version__}, numba {numba.__version__}; load average (1 min) {load_start:.1f} "
+          f"at start, {os.getloadavg()[0]:.1f} at end; {args.repeats} runs (loop: {loop_repeats}); "
           f"steady tolerance {STEADY_TOL}.")
     print()
-    print("| case | videos | frames/video | vectorised frames/s (best) | vectorised frames/s (median) "
-          "| per-video loop frames/s (median) | speed-up (medians) | vectorised ms (best / median) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, n, t, f_best, f_med, f_loop, ratio, ms_min, ms_med in rows:
-        print(f"| {label} | {n} | {t} | {f_best:,.0f} | {f_med:,.0f} | {f_loop:,.0f} | {ratio:.1f}x "
-              f"| {ms_min:.1f} / {ms_med:.1f} |")
+    print("| case | engine | videos | frames/video | frames/s (best) | frames/s (median) "
+          "| per-video loop frames/s (median) | speed-up over loop (medians) | ms (best / median) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, engine, n, t, f_best, f_med, f_loop, ratio, ms_min, ms_med in rows:
+        print(f"| {label} | {engine} | {n} | {t} | {f_best:,.0f} | {f_med:,.0f} | {f_loop:,.0f} "
+              f"| {ratio:.1f}x | {ms_min:.1f} / {ms_med:.1f} |")
 
 
 if __name__ == "__main__":

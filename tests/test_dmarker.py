@@ -342,16 +342,74 @@ def test_constant_and_three_frame_videos_give_finite_features():
     n_coords=st.sampled_from([2, 3]),
     smoothing=st.sampled_from([None, "median3", "median5"]),
     variant=st.sampled_from(["paper", "reference"]),
+    engine=st.sampled_from(["numba", "numpy"]),
 )
-def test_matches_loop_oracle(seed, lengths, n_coords, smoothing, variant):
+def test_matches_loop_oracle(seed, lengths, n_coords, smoothing, variant, engine):
     rng = np.random.default_rng(seed)
     videos = [random_video(rng, t, n_coords) for t in lengths]
     fps = rng.uniform(10, 60, size=len(videos))
-    F = dmarker_features(videos, fps=fps, smoothing=smoothing, variant=variant)
+    F = dmarker_features(videos, fps=fps, smoothing=smoothing, variant=variant, engine=engine)
     expected = np.stack(
         [oracle_features(v, f, smoothing, variant) for v, f in zip(videos, fps)]
     )
     np.testing.assert_allclose(F, expected, rtol=1e-7, atol=1e-8)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_videos=st.integers(1, 12),
+    n_frames=st.integers(3, 40),
+    n_coords=st.sampled_from([2, 3]),
+    smoothing=st.sampled_from([None, "median3", "median5"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_compiled_engine_equals_numpy_engine(seed, n_videos, n_frames, n_coords, smoothing, dtype):
+    rng = np.random.default_rng(seed)
+    X = np.stack([random_video(rng, n_frames, n_coords) for _ in range(n_videos)]).astype(dtype)
+    fps = rng.uniform(10, 60, size=n_videos)
+    kwargs = dict(fps=fps, smoothing=smoothing)
+    np.testing.assert_allclose(
+        dmarker_features(X, engine="numba", **kwargs),
+        dmarker_features(X, engine="numpy", **kwargs),
+        rtol=1e-9, atol=1e-11,
+    )
+
+
+def test_compiled_engine_thread_tasks_do_not_change_results(monkeypatch):
+    import hadasklearn._dmarker as dm
+
+    rng = np.random.default_rng(3)
+    videos = [random_video(rng, t, 3) for t in rng.integers(3, 30, size=23)]
+    whole = dmarker_features(videos, engine="numba")
+    monkeypatch.setattr(dm, "_NUMBA_TASK_FRAMES", 16)  # many small tasks on two threads
+    np.testing.assert_array_equal(dmarker_features(videos, engine="numba"), whole)
+
+
+def test_compiled_engine_interpolates_and_raises_like_numpy():
+    rng = np.random.default_rng(4)
+    X = np.stack([random_video(rng, 20, 3) for _ in range(3)])
+    X[1, 5:8] = np.nan  # a lost face, interpolated
+    with pytest.warns(MissingFramesWarning):
+        a = dmarker_features(X, engine="numba")
+    with pytest.warns(MissingFramesWarning):
+        b = dmarker_features(X, engine="numpy")
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+    X[2, 0, IDX[10]] = X[2, 0, IDX[9]]  # lip corners coincide in the first frame: D_lip undefined
+    for engine in ("numba", "numpy"):
+        with pytest.warns(MissingFramesWarning), pytest.raises(LandmarkValidationError, match="lip corners"):
+            dmarker_features(X, engine=engine)
+
+
+def test_engine_option_errors(monkeypatch):
+    import hadasklearn._dmarker_numba as dn
+
+    X = np.zeros((1, 3, 478, 3))
+    with pytest.raises(ValueError, match="engine must be one of"):
+        dmarker_features(X, engine="cython")
+    monkeypatch.setattr(dn, "NUMBA_AVAILABLE", False)
+    with pytest.raises(ImportError, match="engine='numpy'"):
+        dmarker_features(X, engine="numba")
 
 
 def test_array_and_list_forms_agree():
