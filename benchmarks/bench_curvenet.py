@@ -13,8 +13,11 @@ import time
 
 _CHILD = r"""
 import json, resource, sys, time, torch
+from hadasklearn.nn import _edge_kernels
 from hadasklearn.nn.curvenet import CurveNetEncoder
 cfg = json.loads(sys.argv[1])
+if not cfg["fused"]:
+    _edge_kernels.fused_available = lambda *tensors: False
 torch.manual_seed(0)
 torch.set_num_threads(cfg["threads"])
 enc = CurveNetEncoder(in_coords=cfg["coords"], n_points=cfg["points"], checkpoint=cfg["checkpoint"])
@@ -56,14 +59,17 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--edges", choices=("fused", "torch", "both"), default="both",
+                        help="k-NN edge operations: fused numba kernels or the torch composition")
     args = parser.parse_args(argv)
-    print("| checkpoint | params | train fwd+bwd (s) | train CPU (s) | inference (ms/clip) | peak RSS (GiB) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for ckpt in {"both": (True, False), "on": (True,), "off": (False,)}[args.checkpoint]:
+    print("| edges | checkpoint | params | train fwd+bwd (s) | train CPU (s) | inference (ms/clip) | peak RSS (GiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for fused in {"both": (True, False), "fused": (True,), "torch": (False,)}[args.edges]:
+      for ckpt in {"both": (True, False), "on": (True,), "off": (False,)}[args.checkpoint]:
         cfg = {"clouds": args.clouds, "clip_frames": args.clip_frames, "points": args.points, "coords": args.coords,
-               "repeats": args.repeats, "threads": args.threads, "checkpoint": ckpt}
+               "repeats": args.repeats, "threads": args.threads, "checkpoint": ckpt, "fused": fused}
         r = _measure(cfg)
-        print(f"| {ckpt} | {r['params']:,} | {statistics.median(r['train']):.2f} | "
+        print(f"| {'fused' if fused else 'torch'} | {ckpt} | {r['params']:,} | {statistics.median(r['train']):.2f} | "
               f"{statistics.median(r['train_cpu']):.2f} | "
               f"{1e3 * statistics.median(r['infer']):.1f} | {r['peak_kib'] / 2**20:.2f} |")
 

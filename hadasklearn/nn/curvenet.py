@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from . import _edge_kernels
+
 __all__ = ["CurveNetEncoder"]
 
 _SLOPE = 0.2  # LeakyReLU slope used throughout CurveNet
@@ -36,11 +38,13 @@ class _FunctionalNorm(nn.Module):
         """Normalise ``x`` (channels last) with batch statistics (training) or running ones."""
         flat = x.reshape(-1, x.shape[-1])
         if self.training:
+            # The native kernel keeps one tensor for backward where the composed formula keeps
+            # three, and returns the batch statistics it used (a separate column-wise var_mean
+            # over (points, channels) costed a tenth of a training step on CPU).
+            y, mean, invstd = torch.native_batch_norm(flat, self.weight, self.bias, None, None, True, 0.0, self.eps)
             with torch.no_grad():
-                var, mean = torch.var_mean(flat, dim=0, correction=0)
-            self._pending.append((mean, var, flat.shape[0]))
-            # the native kernel keeps one tensor for backward where the composed formula keeps three
-            y = F.batch_norm(flat, None, None, self.weight, self.bias, True, 0.0, self.eps)
+                var = (invstd.double().pow(-2) - self.eps).clamp_min(0).to(flat.dtype)
+            self._pending.append((mean.detach(), var, flat.shape[0]))
         else:
             y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return y.view(x.shape)
@@ -105,7 +109,15 @@ def _neighbour_reduce(a, idx, how):
 
 
 def _chunked(fn, tensors, idx, *args, use_checkpoint=False):
-    """Apply ``fn(*tensor_chunks, idx_chunk, *args)`` over chunks of clouds and concatenate."""
+    """Apply ``fn(*tensor_chunks, idx_chunk, *args)`` over chunks of clouds and concatenate.
+
+    On CPU float tensors the fused kernels of :mod:`._edge_kernels` do the same in one pass.
+    """
+    if _edge_kernels.fused_available(*tensors):
+        if fn is _edge_mean_leaky:
+            # No edge tensor exists, so there is nothing to checkpoint.
+            return _edge_kernels.edge_mean_leaky(*tensors, idx, _SLOPE)
+        return _edge_kernels.neighbour_reduce(*tensors, idx, *args)
     n, p, k = idx.shape
     c = tensors[0].shape[-1]
     size = max(1, _CHUNK_FLOATS // (p * k * c))

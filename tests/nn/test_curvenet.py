@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hadasklearn.nn import curvenet
+from hadasklearn.nn import _edge_kernels, curvenet
 from hadasklearn.nn.curvenet import CurveNetEncoder
 
 P, K, N = 30, 5, 3
@@ -69,11 +69,45 @@ def test_checkpoint_does_not_change_outputs_or_gradients(train):
 
 
 def test_chunked_edge_path_matches_unchunked(monkeypatch):
+    monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: False)  # the torch path
     enc = _encoder()
     x = _points(n=4)
     whole = enc(x)
     monkeypatch.setattr(curvenet, "_CHUNK_FLOATS", P * K * 2)  # force one cloud per chunk
     torch.testing.assert_close(copy.deepcopy(enc)(x), whole)
+
+
+def test_fused_edge_kernel_matches_torch_composition_and_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 9, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(3, 9, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    idx = torch.randint(0, 9, (3, 9, 4), generator=g)
+    assert _edge_kernels.fused_available(a, b)
+    fused = _edge_kernels.edge_mean_leaky(a, b, idx, curvenet._SLOPE)
+    torch.testing.assert_close(fused, curvenet._edge_mean_leaky(a, b, idx))
+    assert torch.autograd.gradcheck(lambda u, v: _edge_kernels.edge_mean_leaky(u, v, idx, 0.2), (a, b))
+    for how in ("sum", "max"):
+        torch.testing.assert_close(
+            _edge_kernels.neighbour_reduce(a, idx, how), curvenet._neighbour_reduce(a, idx, how)
+        )
+        assert torch.autograd.gradcheck(lambda u, h=how: _edge_kernels.neighbour_reduce(u, idx, h), (a,))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_fused_and_torch_edge_paths_give_the_same_encoder(monkeypatch, train):
+    enc = _encoder().train(train)
+    ref = copy.deepcopy(enc)
+    x = _points()
+    outs, grads = [], []
+    for m, fused in ((enc, True), (ref, False)):
+        monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t, f=fused: f)
+        out = m(x)
+        out.pow(3).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in m.parameters()])
+    torch.testing.assert_close(outs[0], outs[1])
+    for u, v in zip(*grads):
+        torch.testing.assert_close(u, v)
 
 
 @settings(max_examples=5, deadline=None)
