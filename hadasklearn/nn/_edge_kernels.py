@@ -8,6 +8,8 @@ other devices (or without numba) the torch composition in :mod:`hadasklearn.nn.c
 with identical results up to float round-off.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -16,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_mean_leaky", "fused_available", "neighbour_reduce"]
+__all__ = ["edge_mean_leaky", "fused_available", "knn", "neighbour_reduce"]
 
 
 def fused_available(*tensors):
@@ -100,6 +102,65 @@ if numba is not None:
                         j = idx[cloud, i, jj]
                         for ch in range(c):
                             grad_a[cloud, j, ch] += grad[cloud, i, ch]
+
+
+    @numba.njit(nogil=True, cache=True)
+    def _knn_block(points, k, out, first, stop):
+        p, d = points.shape[1], points.shape[2]
+        dist = np.empty(p)
+        best = np.empty(k)
+        order = np.empty(k, dtype=np.int64)
+        for cloud in range(first, stop):
+            pts = points[cloud]
+            for i in range(p):
+                if d == 3:  # a constant trip count lets the compiler vectorise over j
+                    x, y, z = pts[i, 0], pts[i, 1], pts[i, 2]
+                    for j in range(p):
+                        dist[j] = (pts[j, 0] - x) ** 2 + (pts[j, 1] - y) ** 2 + (pts[j, 2] - z) ** 2
+                else:
+                    for j in range(p):
+                        s = 0.0
+                        for c in range(d):
+                            s += (pts[j, c] - pts[i, c]) ** 2
+                        dist[j] = s
+                # The k nearest other points by insertion into a sorted list; ties keep the
+                # lower index first.
+                filled = 0
+                for j in range(p):
+                    v = dist[j]
+                    if j == i or (filled == k and v >= best[k - 1]):
+                        continue
+                    pos = filled if filled < k else k - 1
+                    while pos > 0 and best[pos - 1] > v:
+                        best[pos] = best[pos - 1]
+                        order[pos] = order[pos - 1]
+                        pos -= 1
+                    best[pos] = v
+                    order[pos] = j
+                    if filled < k:
+                        filled += 1
+                out[cloud, i, 0] = i
+                for m in range(k):
+                    out[cloud, i, m + 1] = order[m]
+
+
+def knn(points, k):
+    """Indices (clouds, points, k + 1): each point itself, then its ``k`` nearest other points.
+
+    Squared Euclidean distances in float64, nearest first, ties broken by the lower index; the
+    clouds are split over ``torch.get_num_threads()`` threads.
+    """
+    pts = points.detach().to(torch.float64).contiguous().numpy()
+    n = pts.shape[0]
+    out = np.empty((n, pts.shape[1], k + 1), dtype=np.int64)
+    n_threads = max(1, min(torch.get_num_threads(), n))
+    edges = np.linspace(0, n, n_threads + 1).astype(int)
+    if n_threads == 1:
+        _knn_block(pts, k, out, 0, n)
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(lambda b: _knn_block(pts, k, out, b[0], b[1]), zip(edges[:-1], edges[1:])))
+    return torch.from_numpy(out)
 
 
 class _NeighbourReduce(torch.autograd.Function):

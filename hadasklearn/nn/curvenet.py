@@ -137,6 +137,8 @@ def _chunked(fn, tensors, idx, *args, use_checkpoint=False):
 
 def _knn(points, k):
     """Indices (N, P, k + 1) of each point itself followed by its ``k`` nearest other points."""
+    if _edge_kernels.fused_available(points):
+        return _edge_kernels.knn(points, k)
     dist = torch.cdist(points, points, compute_mode="donot_use_mm_for_euclid_dist")
     # Self first even for duplicated points (e.g. a padded all-zero frame).
     dist.diagonal(dim1=1, dim2=2).fill_(-1.0)

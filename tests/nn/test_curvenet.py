@@ -150,10 +150,21 @@ def test_edge_norm_matches_batchnorm_on_materialised_edges():
     torch.testing.assert_close(norm.running_var, bn.running_var)
 
 
-def test_knn_puts_self_first_even_for_duplicates():
+@pytest.mark.parametrize("fused", [True, False])
+def test_knn_puts_self_first_even_for_duplicates(monkeypatch, fused):
+    monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: fused)
     pts = torch.zeros(1, 6, 3)
     idx = curvenet._knn(pts, 3)
     assert torch.equal(idx[0, :, 0], torch.arange(6))
+    assert all(len(set(row.tolist())) == 4 for row in idx[0])  # k distinct other points
+
+
+@pytest.mark.parametrize("coords", [2, 3])
+def test_compiled_knn_equals_torch_knn(monkeypatch, coords):
+    pts = torch.randn(3, 40, coords, generator=torch.Generator().manual_seed(coords))
+    compiled = _edge_kernels.knn(pts, 7)
+    monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: False)
+    assert torch.equal(compiled, curvenet._knn(pts, 7))
 
 
 @pytest.mark.parametrize(
