@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 import pandas as pd
+from scipy import special
 from sklearn.utils import Bunch
 from threadpoolctl import threadpool_limits
 
@@ -76,7 +77,31 @@ _CLASS = {
 _SUBJECT_EXPRESSIVITY_SD = 0.22
 _SUBJECT_SPEED_SD = 0.18
 _SUBJECT_AU6_LOGIT_SD = 0.8
-_JITTER_SD = 0.006  # per-landmark tracking jitter, IOD, at noise=1
+# Share of each class cue's within-class variance that a subject's videos of one class have in
+# common: a person reproduces their own posed smile, and their own genuine smile, from video to
+# video, so most of the spread of a cue lies between (subject, class) pairs, not between videos.
+_SUBJECT_CLASS_SHARE = 0.95
+# A personal smile routine, one draw per (subject, class) and equal in distribution for both
+# classes: the profile of the rise and fall (exponent of the ramp's time warp, log-sd), growth or
+# fading of the smile over its apex, an eyelid narrowing (AU7) or widening (AU5) that goes with the
+# smile, the same three for AU6, AU6's rise time relative to AU12, and whether a blink is locked to
+# the smile's onset. None differs between the classes on average, so none is a label cue.
+_ROUTINE_SHAPE_LOGSD = 1.0
+_ROUTINE_CREEP_SD = 0.5
+_ROUTINE_LID_SD = 0.55
+_ROUTINE_AU6_ONSET_LOGSD = 0.3
+_ROUTINE_LOCKED_BLINK_P = 0.4
+# Class-independent habits of a person: left/right bias of the lip corners, jaw-drop habit
+# (Beta(a, a) probability per subject), blink rate (log-sd), left/right balance of AU6 (sd), and
+# recording conditions (tracking jitter and head-motion level, log-sd).
+_SUBJECT_ASYMMETRY_SD = 0.06
+_SUBJECT_JAW_BETA = 0.3
+_SUBJECT_BLINK_LOGSD = 1.0
+_SUBJECT_AU6_SIDE_SD = 0.095
+_VIDEO_AU6_SIDE_SD = 0.032
+_SUBJECT_TRACKING_LOGSD = 0.7
+_SUBJECT_HEAD_LOGSD = 0.4
+_JITTER_SD = 0.002  # per-landmark tracking jitter, IOD, at noise=1 (median subject)
 _HEAD_ANGLE_DEG = 3.0  # head rotation scale (degrees) at head_motion=1
 _BLINK_RATE_HZ = 0.3
 
@@ -110,6 +135,11 @@ def _load_template():
     template = template.astype(np.float64)
     template.setflags(write=False)
     return template
+
+
+def _lognormal_unit_mean(rng, log_sd, size):
+    """Log-normal factors with mean 1 (median ``exp(-log_sd**2 / 2)``)."""
+    return np.exp(rng.normal(0.0, log_sd, size) - 0.5 * log_sd**2)
 
 
 def _smoothstep(u):
@@ -221,8 +251,15 @@ def _ramp(u):
     return 0.5 - 0.5 * np.cos(np.pi * np.clip(u, 0.0, 1.0))
 
 
-def _envelope(t, start, onset, apex, offset):
-    return _ramp((t - start) / onset) - _ramp((t - start - onset - apex) / offset)
+def _envelope(t, start, onset, apex, offset, onset_shape=1.0, offset_shape=1.0, creep=0.0):
+    """Rise over ``onset``, hold (growing by ``creep`` over ``apex``), fall over ``offset``.
+
+    The exponents warp each ramp's time (``u ** shape``): above 1 a slow start and a steep end.
+    """
+    up = _ramp(np.clip((t - start) / onset, 0.0, 1.0) ** onset_shape)
+    down = _ramp(np.clip((t - start - onset - apex) / offset, 0.0, 1.0) ** offset_shape)
+    hold = 1.0 + creep * np.clip((t - start - onset) / apex, 0.0, 1.0)
+    return (up - down) * hold
 
 
 def _smooth_process(rng, t, scale, size):
@@ -285,7 +322,8 @@ def _composition(preset, n_subjects, videos_per_subject, rng):
 
 def _action_timecourses(t, p, rng):
     """Activations ``(T, 6)`` of the actions of :data:`_ACTIONS` for one video, and its blink count."""
-    env = _envelope(t, p["lead"], p["onset"], p["apex"], p["offset"])
+    shape = (p["onset_shape"], p["offset_shape"], p["creep"])
+    env = _envelope(t, p["lead"], p["onset"], p["apex"], p["offset"], *shape)
     phase = rng.uniform(0, 2 * np.pi)
     wobble = 1.0 + p["irregularity"] * np.sin(2 * np.pi * p["irregularity_freq"] * t + phase)
     act = np.zeros((len(t), len(_ACTIONS)))
@@ -296,16 +334,23 @@ def _action_timecourses(t, p, rng):
         env6 = _envelope(
             t,
             p["lead"] + p["au6_lag"],
-            p["onset"] * rng.uniform(0.9, 1.3),
+            p["onset"] * p["au6_onset_factor"],
             max(p["apex"] - p["au6_lag"], 0.05),
             p["offset"],
+            p["au6_onset_shape"], p["au6_offset_shape"], p["au6_creep"],
         )
-        side = 1.0 + rng.normal(0.0, 0.1)
+        side = p["au6_side"] + rng.normal(0.0, _VIDEO_AU6_SIDE_SD)
         act[:, 2] = p["au6_ratio"] * p["amplitude"] * side * env6
         act[:, 3] = p["au6_ratio"] * p["amplitude"] * (2.0 - side) * env6
     act[:, 4] = p["jaw"] * env
-    blinks = np.cumsum(rng.exponential(1.0 / _BLINK_RATE_HZ, size=int(p["duration"] * 2 + 4)))
+    n_draws = int(p["duration"] * p["blink_rate"] * 6 + 4)  # enough inter-blink gaps to pass the end
+    blinks = np.cumsum(rng.exponential(1.0 / p["blink_rate"], size=n_draws))
     blinks = blinks[blinks < p["duration"]]
+    if np.isfinite(p["locked_blink"]):
+        blinks = np.sort(np.append(blinks, p["lead"] + p["locked_blink"]))
+        blinks = blinks[blinks < p["duration"]]
+    # The personal eyelid habit follows the smile: narrowing (AU7) > 0, widening (AU5) < 0.
+    act[:, 5] += p["lid"] * env
     for tb in blinks:
         u = (t - tb) / rng.uniform(0.18, 0.32)
         act[:, 5] += rng.uniform(0.7, 1.0) * np.where(np.abs(u) < 0.5, 0.5 + 0.5 * np.cos(2 * np.pi * u), 0.0)
@@ -402,7 +447,8 @@ def make_smiles(
         Scale of head rotation (about 3 degrees of yaw/pitch/roll per unit), translation and scale
         drift. 0 keeps the head still.
     noise : float, default=1.0
-        Scale of the per-landmark tracking jitter (0.006 IOD standard deviation per unit).
+        Scale of the per-landmark tracking jitter (0.002 IOD standard deviation per unit for the
+        median subject; each subject's recording has its own jitter level).
     missing_frames : float in [0, 0.5], default=0.0
         Expected fraction of frames where the tracker lost the face, written as all-NaN rows in
         bursts of 1-5 frames (first and last frames are always tracked).
@@ -459,12 +505,17 @@ def make_smiles(
 
     **Time courses.** With the raised-cosine ramp :math:`r(u) = \tfrac12 - \tfrac12\cos(\pi\,
     \mathrm{clip}(u, 0, 1))`, the smile envelope is
-    :math:`e(t) = r\big(\tfrac{t - t_0}{d_{on}}\big) - r\big(\tfrac{t - t_0 - d_{on} - d_{apex}}
-    {d_{off}}\big)` and :math:`\alpha_{12,R/L}(t) = A (1 \pm \tfrac{\gamma}{2})\, e(t)\,
-    (1 + \iota \sin(2\pi f t + \phi))`. AU6, when present, follows the same envelope delayed by
+    :math:`e(t) = \big[r(u_{on}^{k_{on}}) - r(u_{off}^{k_{off}})\big]\,(1 + \kappa\, u_{apex})`
+    with :math:`u_{on} = \tfrac{t - t_0}{d_{on}}`,
+    :math:`u_{apex} = \mathrm{clip}\big(\tfrac{t - t_0 - d_{on}}{d_{apex}}, 0, 1\big)`,
+    :math:`u_{off} = \tfrac{t - t_0 - d_{on} - d_{apex}}{d_{off}}` (clipped to [0, 1]), the
+    profile exponents :math:`k` and apex drift :math:`\kappa` of the subject's routine (below), and
+    :math:`\alpha_{12,R/L}(t) = A (1 \pm \tfrac{\gamma}{2})\, e(t)\,
+    (1 + \iota \sin(2\pi f t + \phi))`. AU6, when present, follows an envelope of this form (its
+    own routine profile and drift) delayed by
     :math:`\lambda` with amplitude :math:`\rho A`. Blinks (AU45) are raised-cosine bumps at a
-    Poisson rate of 0.3/s in both classes; AU25/26 follows the envelope in half the videos of both
-    classes.
+    Poisson rate (0.3/s for the average subject) in both classes; AU25/26 follows the envelope with
+    a per-subject probability (half the videos on average) in both classes.
 
     **Class differences** (genuine vs posed; log-normal medians; all distributions overlap):
 
@@ -484,9 +535,27 @@ def make_smiles(
       2004; Schmidt et al., 2006).
 
     ``difficulty`` scales every difference in log space (logit space for the AU6 probability).
-    **Subject random effects:** expressivity (log-sd 0.22) multiplies the amplitudes, speed (log-sd
-    0.18) the durations, and an AU6 propensity (logit-sd 0.8) shifts the AU6 probability, so a
-    subject's videos share a style that a model must not learn as a class cue.
+
+    **Subject random effects.** Expressivity (log-sd 0.22) multiplies the amplitudes, speed
+    (log-sd 0.18) the durations, and an AU6 propensity (logit-sd 0.8) shifts the AU6 probability.
+    Each class cue :math:`c` above is drawn as
+    :math:`\log c = \mu_{c,y} + \sigma_c(\sqrt{w}\, u_{s,y} + \sqrt{1 - w}\, \varepsilon_v)` with
+    :math:`w = 0.95`: a person reproduces their own posed smile, and their own genuine smile,
+    so almost all of a cue's within-class spread lies between (subject, class) pairs (the AU6
+    presence uses the same split through a Gaussian copula). A *smile routine*, drawn once per
+    (subject, class) and identical in distribution for both classes, shapes every video of that
+    pair: the rise and fall profiles :math:`r(u^{k})` with :math:`k = \exp(\mathcal N(0, 1))`
+    clipped to [0.4, 3], a growth or fading of the smile over its apex (sd 0.5 of the amplitude),
+    an eyelid narrowing (AU7) or widening (AU5) that follows the smile (sd 0.55 of a blink), the
+    same profile and drift for AU6, AU6's rise time relative to AU12 (log-sd 0.3), and in 40 % of
+    the routines a blink locked to the smile's onset. Class-independent habits complete the
+    person: a left/right bias of the lip corners (sd 0.06), a jaw-drop habit (each subject's
+    probability of AU25/26 is Beta(0.3, 0.3)), a blink rate (log-sd 1.0 around 0.3/s), an AU6
+    left/right balance, and recording conditions (tracking jitter log-sd 0.7, head-motion level
+    log-sd 0.4). None of these is a label cue on average, but together they make a subject's
+    videos of one class resemble each other in D-Marker space far more than two videos of
+    different people: a model evaluated with random (not subject-independent) folds can recall a
+    sibling video's label, as on the real sets, so subject-independent CV is harder.
     **Nuisances:** neutral lead-in and tail of 0.3-1.2 s (videos of about 2-8 s), head rotation
     and drift, per-landmark jitter, per-subject face placement and size, optional NaN dropouts.
 
@@ -581,6 +650,7 @@ def make_smiles(
 
     # Subject random effects and identity.
     sep = 2.0 * (1.0 - difficulty)
+    g = groups
     expressivity = np.exp(rng.normal(0.0, _SUBJECT_EXPRESSIVITY_SD, n_sub))
     speed = np.exp(rng.normal(0.0, _SUBJECT_SPEED_SD, n_sub))
     au6_logit_shift = rng.normal(0.0, _SUBJECT_AU6_LOGIT_SD, n_sub)
@@ -589,34 +659,68 @@ def make_smiles(
     )
     face_scale = rng.uniform(0.9, 2.2, n_sub)  # face size relative to the template photo
     face_pos = np.column_stack([rng.normal(0.5, 0.04, n_sub), rng.normal(0.45, 0.04, n_sub)])
+    tracking = _lognormal_unit_mean(rng, _SUBJECT_TRACKING_LOGSD, n_sub)
+    head_level = _lognormal_unit_mean(rng, _SUBJECT_HEAD_LOGSD, n_sub)
+
+    def subject_class_normal():
+        """Standard normal per video, ``_SUBJECT_CLASS_SHARE`` of its variance shared by the
+        subject's videos of the same class."""
+        shared = rng.normal(0.0, 1.0, (n_sub, 2))[g, y]
+        w = _SUBJECT_CLASS_SHARE
+        return np.sqrt(w) * shared + np.sqrt(1.0 - w) * rng.normal(0.0, 1.0, n)
 
     def class_value(key, log=True):
         (gen, pos), sd = _CLASS[key]
         lo, hi = (np.log(gen), np.log(pos)) if log else (gen, pos)
         mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * sep
         centre = np.where(y == 1, mid - half, mid + half)
-        value = rng.normal(centre, sd)
+        value = centre + sd * subject_class_normal()
         return np.exp(value) if log else value
 
-    g = groups
     amplitude = class_value("amplitude") * expressivity[g]
     onset = np.clip(class_value("onset_s") * speed[g], 0.15, 2.0)
     apex = np.clip(class_value("apex_s") * speed[g], 0.1, 3.0)
     offset = np.clip(class_value("offset_s") * speed[g], 0.2, 2.5)
     gen_sd, pos_sd = _CLASS["asymmetry_sd"]
     log_mid, log_half = 0.5 * np.log(gen_sd * pos_sd), 0.5 * np.log(pos_sd / gen_sd) * sep
-    asymmetry = rng.normal(0.0, np.exp(np.where(y == 1, log_mid - log_half, log_mid + log_half)))
-    asymmetry = np.clip(asymmetry, -0.8, 0.8)
+    asymmetry = np.exp(np.where(y == 1, log_mid - log_half, log_mid + log_half)) * subject_class_normal()
+    subject_asymmetry = rng.normal(0.0, _SUBJECT_ASYMMETRY_SD, n_sub)
+    asymmetry = np.clip(asymmetry + subject_asymmetry[g], -0.8, 0.8)
     p_gen, p_pos = _CLASS["au6_prob"]
     logit_mid = 0.5 * (np.log(p_gen / (1 - p_gen)) + np.log(p_pos / (1 - p_pos)))
     logit_half = 0.5 * (np.log(p_gen / (1 - p_gen)) - np.log(p_pos / (1 - p_pos))) * sep
     logit = np.where(y == 1, logit_mid + logit_half, logit_mid - logit_half) + au6_logit_shift[g]
-    au6_present = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    # A Gaussian copula: each video's AU6 has the probability of its class and subject, and a
+    # subject's videos of one class mostly agree.
+    au6_present = special.ndtr(subject_class_normal()) < special.expit(logit)
     au6_ratio = np.where(au6_present, class_value("au6_ratio"), 0.0)
     au6_lag = np.where(au6_present, np.maximum(class_value("au6_lag_s", log=False), -0.1), np.nan)
     irregularity = class_value("irregularity")
-    irregularity_freq = rng.uniform(1.5, 3.5, n)
-    jaw = np.where(rng.random(n) < 0.5, rng.uniform(0.05, 0.25, n), 0.0) * expressivity[g]
+    irregularity_freq = 0.9 * rng.uniform(1.5, 3.5, n_sub)[g] + 0.1 * rng.uniform(1.5, 3.5, n)
+    jaw_habit = rng.beta(_SUBJECT_JAW_BETA, _SUBJECT_JAW_BETA, n_sub)
+    jaw_size = rng.uniform(0.05, 0.25, n_sub)
+    jaw_on = rng.random(n) < jaw_habit[g]
+    jaw = np.where(jaw_on, jaw_size[g] * np.exp(rng.normal(0.0, 0.15, n)), 0.0) * expressivity[g]
+    blink_rate = _BLINK_RATE_HZ * _lognormal_unit_mean(rng, _SUBJECT_BLINK_LOGSD, n_sub)
+    au6_side = 1.0 + rng.normal(0.0, _SUBJECT_AU6_SIDE_SD, n_sub)
+
+    def routine():
+        """Standard normal, one draw per (subject, class), the same for that pair's videos."""
+        return rng.normal(0.0, 1.0, (n_sub, 2))[g, y]
+
+    # The clips keep every profile and drift within what a face does: an exponent of 0.4 is a
+    # snap-like start (steepest in the first frame), 3 a slow, hesitant one.
+    onset_shape = np.clip(np.exp(_ROUTINE_SHAPE_LOGSD * routine()), 0.4, 3.0)
+    offset_shape = np.clip(np.exp(_ROUTINE_SHAPE_LOGSD * routine()), 0.4, 3.0)
+    creep = np.clip(_ROUTINE_CREEP_SD * routine(), -0.6, 0.8)
+    lid = np.clip(_ROUTINE_LID_SD * routine(), -0.6, 0.6)
+    au6_onset_shape = np.clip(np.exp(_ROUTINE_SHAPE_LOGSD * routine()), 0.4, 3.0)
+    au6_offset_shape = np.clip(np.exp(_ROUTINE_SHAPE_LOGSD * routine()), 0.4, 3.0)
+    au6_creep = np.clip(_ROUTINE_CREEP_SD * routine(), -0.6, 0.8)
+    au6_onset_factor = 1.1 * np.exp(_ROUTINE_AU6_ONSET_LOGSD * routine())
+    blink_locked = special.ndtr(routine()) < _ROUTINE_LOCKED_BLINK_P
+    locked_blink = np.where(blink_locked, np.clip(0.4 + 0.5 * routine(), -0.2, 2.0) * onset, np.nan)
+
     lead = rng.uniform(0.3, 1.2, n)
     tail = rng.uniform(0.3, 1.2, n)
     # Keep videos within about 2-8 s, as in the published sets.
@@ -637,7 +741,11 @@ def make_smiles(
             "lead": lead, "onset": onset, "apex": apex, "offset": offset, "duration": duration,
             "amplitude": amplitude, "asymmetry": asymmetry, "au6_present": au6_present,
             "au6_ratio": au6_ratio, "au6_lag": au6_lag, "irregularity": irregularity,
-            "irregularity_freq": irregularity_freq, "jaw": jaw,
+            "irregularity_freq": irregularity_freq, "jaw": jaw, "blink_rate": blink_rate[g],
+            "au6_side": au6_side[g], "onset_shape": onset_shape, "offset_shape": offset_shape,
+            "creep": creep, "lid": lid, "au6_onset_shape": au6_onset_shape,
+            "au6_offset_shape": au6_offset_shape, "au6_creep": au6_creep,
+            "au6_onset_factor": au6_onset_factor, "locked_blink": locked_blink,
         }
     ).to_dict("records")
     X = []
@@ -654,7 +762,10 @@ def make_smiles(
             if s != basis_subject:  # videos come grouped by subject
                 basis, basis_subject = _render_basis(face_rows[s], model["bases"], len(model["face"])), s
             shift = face_pos[s]
-            out = _render_video(t, act, basis, model["iod"] * face_scale[s], shift, head_motion, noise, vrng)
+            out = _render_video(
+                t, act, basis, model["iod"] * face_scale[s], shift,
+                head_motion * head_level[s], noise * tracking[s], vrng,
+            )
             n_missing[i] = _drop_frames(out, missing_frames, vrng)
             X.append(out)
 
@@ -683,6 +794,21 @@ def make_smiles(
             "n_missing_frames": n_missing,
             "subject_expressivity": expressivity[g],
             "subject_speed": speed[g],
+            "subject_asymmetry": subject_asymmetry[g],
+            "subject_blink_rate_hz": blink_rate[g],
+            "subject_jaw_habit": jaw_habit[g],
+            "subject_au6_side": au6_side[g],
+            "subject_tracking_noise": tracking[g],
+            "subject_head_motion": head_level[g],
+            "routine_onset_shape": onset_shape,
+            "routine_offset_shape": offset_shape,
+            "routine_apex_creep": creep,
+            "routine_lid": lid,
+            "routine_au6_onset_shape": au6_onset_shape,
+            "routine_au6_offset_shape": au6_offset_shape,
+            "routine_au6_apex_creep": au6_creep,
+            "routine_au6_onset_factor": au6_onset_factor,
+            "routine_locked_blink_s": locked_blink,
         }
     )
     latent.attrs["class_informative"] = list(CLASS_INFORMATIVE_LATENTS)
