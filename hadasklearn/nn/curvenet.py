@@ -318,6 +318,11 @@ class CurveNetEncoder(nn.Module):
       averaged (max for the stem) over neighbours, instead of two. Its linear part is evaluated
       per point and its edge BatchNorm statistics come from per-point moments, so edge tensors
       exist only chunk by chunk, and only for the final nonlinearity.
+    - On CPU (float32/float64) the k-NN graph and the edge operations (neighbour sum and max,
+      and the LeakyReLU-mean over edges) run as compiled kernels
+      (:mod:`hadasklearn.nn._edge_kernels`, forward and backward in one pass each) instead of
+      gather-add-activate-reduce compositions; other devices use the torch composition. Both give
+      the same values up to float round-off.
     - With ``checkpoint=True`` each CIC block keeps only its input for backward and is
       recomputed there, edge chunks inside it once more
       (:func:`torch.utils.checkpoint.checkpoint`, ``use_reentrant=False``). BatchNorm running
