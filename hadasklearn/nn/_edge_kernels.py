@@ -31,10 +31,10 @@ def fused_available(*tensors):
 if numba is not None:
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_forward(a, b, idx, slope, out):
-        n, p, k = idx.shape
+    def _edge_forward(a, b, idx, slope, out, first, stop):
+        p, k = idx.shape[1], idx.shape[2]
         c = a.shape[2]
-        for cloud in range(n):
+        for cloud in range(first, stop):
             acc = np.empty(c, dtype=a.dtype)
             for i in range(p):
                 acc[:] = 0
@@ -47,10 +47,10 @@ if numba is not None:
                     out[cloud, i, ch] = acc[ch] / k
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_backward(a, b, idx, slope, grad, grad_a, grad_b):
-        n, p, k = idx.shape
+    def _edge_backward(a, b, idx, slope, grad, grad_a, grad_b, first, stop):
+        p, k = idx.shape[1], idx.shape[2]
         c = a.shape[2]
-        for cloud in range(n):
+        for cloud in range(first, stop):
             grad_a[cloud] = 0
             for i in range(p):
                 for ch in range(c):
@@ -66,10 +66,10 @@ if numba is not None:
 
 
     @numba.njit(nogil=True, cache=True)
-    def _reduce_forward(a, idx, use_max, out, arg):
-        n, p, k = idx.shape
+    def _reduce_forward(a, idx, use_max, out, arg, first, stop):
+        p, k = idx.shape[1], idx.shape[2]
         c = a.shape[2]
-        for cloud in range(n):
+        for cloud in range(first, stop):
             for i in range(p):
                 j = idx[cloud, i, 0]
                 for ch in range(c):
@@ -88,10 +88,10 @@ if numba is not None:
                             arg[cloud, i, ch] = j
 
     @numba.njit(nogil=True, cache=True)
-    def _reduce_backward(idx, use_max, arg, grad, grad_a):
-        n, p, k = idx.shape
+    def _reduce_backward(idx, use_max, arg, grad, grad_a, first, stop):
+        p, k = idx.shape[1], idx.shape[2]
         c = grad.shape[2]
-        for cloud in range(n):
+        for cloud in range(first, stop):
             grad_a[cloud] = 0
             for i in range(p):
                 if use_max:
@@ -144,6 +144,26 @@ if numba is not None:
                     out[cloud, i, m + 1] = order[m]
 
 
+_MIN_CLOUDS_PER_THREAD = 32
+
+
+def _over_clouds(kernel, n, *args):
+    """Run ``kernel(*args, first, stop)`` over blocks of the ``n`` clouds on torch's thread count.
+
+    Every cloud is written by exactly one block, so the blocks never race; the kernels release
+    the GIL, so Python threads run them in parallel.
+    """
+    # Small batches (inference on one clip) run inline: handing a few milliseconds of work to a
+    # second thread while torch's OpenMP workers still spin costs more than it saves.
+    n_threads = max(1, min(torch.get_num_threads(), n // _MIN_CLOUDS_PER_THREAD))
+    if n_threads == 1:
+        kernel(*args, 0, n)
+        return
+    edges = np.linspace(0, n, n_threads + 1).astype(np.int64).tolist()
+    with ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(lambda b: kernel(*args, b[0], b[1]), zip(edges[:-1], edges[1:])))
+
+
 def knn(points, k):
     """Indices (clouds, points, k + 1): each point itself, then its ``k`` nearest other points.
 
@@ -153,13 +173,7 @@ def knn(points, k):
     pts = points.detach().to(torch.float64).contiguous().numpy()
     n = pts.shape[0]
     out = np.empty((n, pts.shape[1], k + 1), dtype=np.int64)
-    n_threads = max(1, min(torch.get_num_threads(), n))
-    edges = np.linspace(0, n, n_threads + 1).astype(int)
-    if n_threads == 1:
-        _knn_block(pts, k, out, 0, n)
-    else:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(lambda b: _knn_block(pts, k, out, b[0], b[1]), zip(edges[:-1], edges[1:])))
+    _over_clouds(_knn_block, n, pts, k, out)
     return torch.from_numpy(out)
 
 
@@ -170,7 +184,7 @@ class _NeighbourReduce(torch.autograd.Function):
         idx_ = idx.contiguous()
         out = torch.empty_like(a_)
         arg = torch.empty(a_.shape, dtype=torch.int64) if use_max else torch.empty((1, 1, 1), dtype=torch.int64)
-        _reduce_forward(a_.numpy(), idx_.numpy(), use_max, out.numpy(), arg.numpy())
+        _over_clouds(_reduce_forward, a_.shape[0], a_.numpy(), idx_.numpy(), use_max, out.numpy(), arg.numpy())
         ctx.save_for_backward(idx_, arg)
         ctx.use_max = use_max
         return out
@@ -179,7 +193,8 @@ class _NeighbourReduce(torch.autograd.Function):
     def backward(ctx, grad):
         idx, arg = ctx.saved_tensors
         grad_a = torch.empty_like(grad, memory_format=torch.contiguous_format)
-        _reduce_backward(idx.numpy(), ctx.use_max, arg.numpy(), grad.contiguous().numpy(), grad_a.numpy())
+        _over_clouds(_reduce_backward, idx.shape[0], idx.numpy(), ctx.use_max, arg.numpy(),
+                     grad.contiguous().numpy(), grad_a.numpy())
         return grad_a, None, None
 
 
@@ -198,7 +213,7 @@ class _EdgeMeanLeaky(torch.autograd.Function):
         a_, b_ = a.detach().contiguous(), b.detach().contiguous()
         idx_ = idx.contiguous()
         out = torch.empty_like(b_)
-        _edge_forward(a_.numpy(), b_.numpy(), idx_.numpy(), slope, out.numpy())
+        _over_clouds(_edge_forward, a_.shape[0], a_.numpy(), b_.numpy(), idx_.numpy(), slope, out.numpy())
         ctx.save_for_backward(a_, b_, idx_)
         ctx.slope = slope
         return out
@@ -207,8 +222,8 @@ class _EdgeMeanLeaky(torch.autograd.Function):
     def backward(ctx, grad):
         a, b, idx = ctx.saved_tensors
         grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
-        _edge_backward(a.numpy(), b.numpy(), idx.numpy(), ctx.slope, grad.contiguous().numpy(),
-                       grad_a.numpy(), grad_b.numpy())
+        _over_clouds(_edge_backward, a.shape[0], a.numpy(), b.numpy(), idx.numpy(), ctx.slope,
+                     grad.contiguous().numpy(), grad_a.numpy(), grad_b.numpy())
         return grad_a, grad_b, None, None
 
 

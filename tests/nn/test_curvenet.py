@@ -93,6 +93,24 @@ def test_fused_edge_kernel_matches_torch_composition_and_gradcheck():
         assert torch.autograd.gradcheck(lambda u, h=how: _edge_kernels.neighbour_reduce(u, idx, h), (a,))
 
 
+def test_fused_kernels_split_over_threads_give_identical_results(monkeypatch):
+    monkeypatch.setattr(_edge_kernels, "_MIN_CLOUDS_PER_THREAD", 1)
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(5, 11, 4, generator=g, requires_grad=True)
+    b = torch.randn(5, 11, 4, generator=g, requires_grad=True)
+    idx = torch.randint(0, 11, (5, 11, 3), generator=g)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        a.grad = b.grad = None
+        out = _edge_kernels.edge_mean_leaky(a, b, idx, 0.2) + _edge_kernels.neighbour_reduce(a, idx, "max")
+        out.pow(2).sum().backward()
+        results.append((out.detach(), a.grad.clone(), b.grad.clone(), _edge_kernels.knn(a.detach(), 4)))
+    torch.set_num_threads(1)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_fused_and_torch_edge_paths_give_the_same_encoder(monkeypatch, train):
     enc = _encoder().train(train)
