@@ -31,6 +31,21 @@ def _points(seed=0, n=N, c=3):
     return torch.randn(n, P, c, generator=g, dtype=torch.float64)
 
 
+def _assert_same_outputs_and_gradients(runs, x):
+    """Forward and backward of each ``(model, setup)`` run: outputs and parameter gradients agree."""
+    outs, grads = [], []
+    for model, setup in runs:
+        if setup is not None:
+            setup()
+        out = model(x)
+        out.pow(3).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in model.parameters()])
+    torch.testing.assert_close(outs[0], outs[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("coords", [2, 3])
 def test_shape_finite_and_every_parameter_gets_a_gradient(coords):
     enc = _encoder(in_coords=coords)
@@ -54,16 +69,7 @@ def test_checkpoint_does_not_change_outputs_or_gradients(train):
     ref = copy.deepcopy(enc)
     ref.checkpoint = False
     enc.train(train), ref.train(train)
-    x = _points()
-    outs, grads = [], []
-    for m in (enc, ref):
-        out = m(x)
-        out.pow(3).sum().backward()
-        outs.append(out.detach())
-        grads.append([p.grad for p in m.parameters()])
-    torch.testing.assert_close(outs[0], outs[1])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b)
+    _assert_same_outputs_and_gradients([(enc, None), (ref, None)], _points())
     for a, b in zip(enc.buffers(), ref.buffers()):
         torch.testing.assert_close(a, b)  # running statistics updated once, not per recomputation
 
@@ -115,17 +121,11 @@ def test_fused_kernels_split_over_threads_give_identical_results(monkeypatch):
 def test_fused_and_torch_edge_paths_give_the_same_encoder(monkeypatch, train):
     enc = _encoder().train(train)
     ref = copy.deepcopy(enc)
-    x = _points()
-    outs, grads = [], []
-    for m, fused in ((enc, True), (ref, False)):
-        monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t, f=fused: f)
-        out = m(x)
-        out.pow(3).sum().backward()
-        outs.append(out.detach())
-        grads.append([p.grad for p in m.parameters()])
-    torch.testing.assert_close(outs[0], outs[1])
-    for u, v in zip(*grads):
-        torch.testing.assert_close(u, v)
+    runs = [
+        (m, lambda f=fused: monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: f))
+        for m, fused in ((enc, True), (ref, False))
+    ]
+    _assert_same_outputs_and_gradients(runs, _points())
 
 
 @settings(max_examples=5, deadline=None)
