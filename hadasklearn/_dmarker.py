@@ -3,7 +3,6 @@
 (:mod:`._dmarker_numba`) for the features."""
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Real
 
@@ -12,6 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _dmarker_numba
+from ._threads import map_ranges
 from ._validation import LandmarkData, check_landmarks
 from .exceptions import LandmarkValidationError
 from .landmarks import LandmarkScheme, _dot, _eye_centres, _face_axes, _norm, get_scheme
@@ -658,10 +658,10 @@ def _features_unchecked(data, scheme, smoothing, omega):
     """
     n = len(data)
     step = max(1, _BLOCK_FRAMES // int(data.lengths.max()))
-    blocks = [slice(start, min(start + step, n)) for start in range(0, n, step)]
     out = np.empty((n, N_DMARKERS))
 
-    def run(block):
+    def run(first, stop):
+        block = slice(first, stop)
         P = _planes(data, scheme, "raise", checked=False, videos=block)
         signals = _raw_signals(P, "paper")
         if not _usable(P, signals):
@@ -669,10 +669,7 @@ def _features_unchecked(data, scheme, smoothing, omega):
         out[block] = _features(_smooth(signals, smoothing), data.lengths[block], omega[block])
         return True
 
-    if len(blocks) == 1:
-        return out if run(blocks[0]) else None
-    with ThreadPoolExecutor(_N_THREADS) as pool:
-        return out if all(pool.map(run, blocks)) else None
+    return out if all(map_ranges(run, [*range(0, n, step), n], _N_THREADS)) else None
 
 
 def _run_compiled(X, lengths, flat, smoothing, omega):
@@ -684,10 +681,8 @@ def _run_compiled(X, lengths, flat, smoothing, omega):
     omega = np.ascontiguousarray(omega, dtype=np.float64)
     flat = np.ascontiguousarray(flat, dtype=np.int64)
 
-    def run(bounds):
-        return _dmarker_numba.features_block(
-            X, lengths, flat, omega, half, STEADY_TOL, out, bounds[0], bounds[1]
-        )
+    def run(first, stop):
+        return _dmarker_numba.features_block(X, lengths, flat, omega, half, STEADY_TOL, out, first, stop)
 
     # Tasks of about equal frame counts; at least two per thread so that threads stay balanced.
     total = int(lengths.sum())
@@ -695,31 +690,26 @@ def _run_compiled(X, lengths, flat, smoothing, omega):
     if n_tasks > 1:
         n_tasks = min(n, max(n_tasks, 2 * _N_THREADS))
     cuts = np.searchsorted(np.cumsum(lengths), np.linspace(0, total, n_tasks + 1)[1:-1], side="right")
-    edges = np.unique(np.r_[0, cuts, n])
-    tasks = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
-    if len(tasks) == 1 or _N_THREADS == 1:
-        failed = [run(task) for task in tasks]
-    else:
-        with ThreadPoolExecutor(_N_THREADS) as pool:
-            failed = list(pool.map(run, tasks))
+    failed = map_ranges(run, np.unique(np.r_[0, cuts, n]), _N_THREADS)
     return out if all(f < 0 for f in failed) else None
 
 
 def _features_compiled(data, scheme, smoothing, omega, missing):
     """Features through the compiled engine; None if the validating path must decide (degenerate)."""
     scheme = get_scheme(scheme)
+
+    def from_planes(checked):
+        # l1..l11 gathered once (numpy), then indexed in place as (videos, frames, 11, coords).
+        planes = _planes(data, scheme, missing, checked=checked)
+        return _run_compiled(planes.transpose(2, 3, 0, 1), data.lengths, np.arange(11), smoothing, omega)
+
     direct = all(len(p) == 1 for p in scheme.points)
     if data.is_array and direct and data.videos.dtype in (np.float32, np.float64):
         features = _run_compiled(data.videos, data.lengths, [p[0] for p in scheme.points], smoothing, omega)
-    else:
-        # Ragged videos or averaged points: gather l1..l11 once (numpy), then index them in place.
-        planes = _planes(data, scheme, missing, checked=False)
-        features = _run_compiled(planes.transpose(2, 3, 0, 1), data.lengths, np.arange(11), smoothing, omega)
-    if features is not None:
-        return features
+    else:  # ragged videos, or points averaged from several landmarks
+        features = from_planes(checked=False)
     # Missing or bad values: the validating gather raises the documented errors or interpolates.
-    planes = _planes(data, scheme, missing, checked=True)
-    return _run_compiled(planes.transpose(2, 3, 0, 1), data.lengths, np.arange(11), smoothing, omega)
+    return features if features is not None else from_planes(checked=True)
 
 
 # --------------------------------------------------------------------------- transformer

@@ -29,24 +29,24 @@ def _jit(fn):
 
 
 @_jit
+def _median3(a, b, c):
+    return max(min(a, b), min(max(a, b), c))
+
+
+@_jit
 def _median_window(s, t, length, half):
-    """Running median of ``s[:length]`` at frame ``t`` over ``2 * half + 1`` frames, ends repeated."""
+    """Running median of ``s[:length]`` at frame ``t`` over ``2 * half + 1`` frames, ends repeated.
+
+    The same selection network as the numpy engine's ``_smooth``.
+    """
     if half == 0:
         return s[t]
     if half == 1:
-        a = s[max(t - 1, 0)]
-        b = s[t]
-        c = s[min(t + 1, length - 1)]
-        return max(min(a, b), min(max(a, b), c))
-    a = s[max(t - 2, 0)]
-    b = s[max(t - 1, 0)]
-    c = s[t]
-    d = s[min(t + 1, length - 1)]
-    e = s[min(t + 2, length - 1)]
+        return _median3(s[max(t - 1, 0)], s[t], s[min(t + 1, length - 1)])
+    a, b = s[max(t - 2, 0)], s[max(t - 1, 0)]
+    c, d = s[t], s[min(t + 1, length - 1)]
     # median(a..e) = median(e, max(min(a, b), min(c, d)), min(max(a, b), max(c, d)))
-    lo = max(min(a, b), min(c, d))
-    hi = min(max(a, b), max(c, d))
-    return max(min(e, lo), min(max(e, lo), hi))
+    return _median3(s[min(t + 2, length - 1)], max(min(a, b), min(c, d)), min(max(a, b), max(c, d)))
 
 
 @_jit

@@ -8,10 +8,10 @@ other devices (or without numba) the torch composition in :mod:`hadasklearn.nn.c
 with identical results up to float round-off.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
+
+from .._threads import map_ranges
 
 try:
     import numba
@@ -156,12 +156,7 @@ def _over_clouds(kernel, n, *args):
     # Small batches (inference on one clip) run inline: handing a few milliseconds of work to a
     # second thread while torch's OpenMP workers still spin costs more than it saves.
     n_threads = max(1, min(torch.get_num_threads(), n // _MIN_CLOUDS_PER_THREAD))
-    if n_threads == 1:
-        kernel(*args, 0, n)
-        return
-    edges = np.linspace(0, n, n_threads + 1).astype(np.int64).tolist()
-    with ThreadPoolExecutor(n_threads) as pool:
-        list(pool.map(lambda b: kernel(*args, b[0], b[1]), zip(edges[:-1], edges[1:])))
+    map_ranges(lambda first, stop: kernel(*args, first, stop), np.linspace(0, n, n_threads + 1), n_threads)
 
 
 def knn(points, k):
