@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_mean_leaky", "fused_available", "knn", "neighbour_reduce"]
+__all__ = ["edge_mean_leaky", "edge_norm_act", "fused_available", "knn", "neighbour_reduce", "pick_gradient", "turn_factor"]
 
 
 def fused_available(*tensors):
@@ -144,10 +144,175 @@ if numba is not None:
                     out[cloud, i, m + 1] = order[m]
 
 
+    # fastmath lets the channel sums vectorise (reassociated, so not bit-equal to a torch sum)
+    @numba.njit(nogil=True, cache=True, fastmath=True)
+    def _turn_factor_rows(flat, cand, cur, desc, eps, out, first, stop):
+        k, c = cand.shape[1], flat.shape[1]
+        u = np.empty(c, dtype=flat.dtype)
+        zero = flat.dtype.type(0)  # accumulate in the data's precision, as torch does
+        for r in range(first, stop):
+            uu = zero
+            for ch in range(c):
+                u[ch] = cur[r, ch] - desc[r, ch]
+                uu += u[ch] * u[ch]
+            u_norm = max(np.sqrt(uu), eps)
+            for jj in range(k):
+                j = cand[r, jj]
+                dot = zero
+                vv = zero
+                for ch in range(c):
+                    v = flat[j, ch] - cur[r, ch]
+                    dot += u[ch] * v
+                    vv += v * v
+                f = 1.0 + dot / (u_norm * max(np.sqrt(vv), eps))
+                out[r, jj] = min(max(f, 0.0), 1.0)
+
+    @numba.njit(nogil=True, cache=True, fastmath=True)
+    def _pick_gradient_rows(flat, cand, grad, out, first, stop):
+        k, c = cand.shape[1], flat.shape[1]
+        zero = flat.dtype.type(0)
+        for r in range(first, stop):
+            for jj in range(k):
+                j = cand[r, jj]
+                s = zero
+                for ch in range(c):
+                    s += grad[r, ch] * flat[j, ch]
+                out[r, jj] = s
+
+
+
+    # ---- BatchNorm over k-NN edges + LeakyReLU + mean/max over neighbours, in edge passes ----
+    # An edge (i, j) of cloud ``cl`` carries x = a[cl, j] + b[cl, i] (per channel); its
+    # normalised, activated value is leaky(scale * x + shift) with scale = gamma / sigma and
+    # shift = beta - scale * mu. Per-cloud partial sums (float64) keep threads race-free.
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_sum_rows(a, b, in_degree, k, partial, first, stop):
+        p, c = a.shape[1], a.shape[2]
+        for cl in range(first, stop):
+            for i in range(p):
+                w = in_degree[cl, i]
+                for ch in range(c):
+                    partial[cl, ch] += w * a[cl, i, ch] + k * b[cl, i, ch]
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_centred_squares(a, b, idx, mean, partial, first, stop):
+        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        acc = np.empty(c, dtype=a.dtype)  # one point's k edges, then added in float64
+        for cl in range(first, stop):
+            for i in range(p):
+                acc[:] = 0
+                for jj in range(k):
+                    j = idx[cl, i, jj]
+                    for ch in range(c):
+                        v = a[cl, j, ch] + b[cl, i, ch] - mean[ch]
+                        acc[ch] += v * v
+                for ch in range(c):
+                    partial[cl, ch] += acc[ch]
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_act_forward(a, b, idx, scale, shift, slope, use_max, out, arg, first, stop):
+        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        acc = np.empty(c, dtype=a.dtype)
+        first_arg = np.empty(c, dtype=np.int32)
+        for cl in range(first, stop):
+            for i in range(p):
+                if use_max:
+                    acc[:] = -np.inf
+                    for jj in range(k):
+                        j = idx[cl, i, jj]
+                        for ch in range(c):
+                            acc[ch] = max(acc[ch], scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch])
+                    # the first neighbour reaching the maximum gets the gradient, as torch.max
+                    first_arg[:] = k
+                    for jj in range(k):
+                        j = idx[cl, i, jj]
+                        for ch in range(c):
+                            hit = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch] == acc[ch]
+                            first_arg[ch] = min(first_arg[ch], jj if hit else k)
+                    for ch in range(c):
+                        z = acc[ch]
+                        out[cl, i, ch] = z if z > 0 else slope * z
+                        arg[cl, i, ch] = first_arg[ch]
+                else:
+                    acc[:] = 0
+                    for jj in range(k):
+                        j = idx[cl, i, jj]
+                        for ch in range(c):
+                            z = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch]
+                            acc[ch] += z if z > 0 else slope * z
+                    for ch in range(c):
+                        out[cl, i, ch] = acc[ch] / k
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_act_grad_sums(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, partial_d, partial_dx, first, stop):
+        # Per cloud: sum over edges of d = dLoss/dz and of d * x-hat (the BatchNorm backward's
+        # two reductions). Each point's k edges are summed in the data's precision first.
+        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        g = np.empty(c, dtype=a.dtype)
+        sd = np.empty(c, dtype=a.dtype)
+        sdx = np.empty(c, dtype=a.dtype)
+        for cl in range(first, stop):
+            for i in range(p):
+                sd[:] = 0
+                sdx[:] = 0
+                if use_max:
+                    for ch in range(c):
+                        j = idx[cl, i, arg[cl, i, ch]]
+                        x = a[cl, j, ch] + b[cl, i, ch]
+                        d = grad[cl, i, ch]
+                        if scale[ch] * x + shift[ch] <= 0:
+                            d *= slope
+                        sd[ch] = d
+                        sdx[ch] = d * (x - mean[ch]) * invstd[ch]
+                else:
+                    for ch in range(c):
+                        g[ch] = grad[cl, i, ch] / k
+                    for jj in range(k):
+                        j = idx[cl, i, jj]
+                        for ch in range(c):
+                            x = a[cl, j, ch] + b[cl, i, ch]
+                            d = g[ch] if scale[ch] * x + shift[ch] > 0 else g[ch] * slope
+                            sd[ch] += d
+                            sdx[ch] += d * (x - mean[ch]) * invstd[ch]
+                for ch in range(c):
+                    partial_d[cl, ch] += sd[ch]
+                    partial_dx[cl, ch] += sdx[ch]
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_act_backward(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, c_d, c_dx, grad_a, grad_b, first, stop):
+        # dLoss/dx on every edge: scale * (d - mean(d) - x-hat * mean(d x-hat)) in training, the
+        # means being zero in eval mode; scattered to the neighbour j and summed for the point i.
+        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        g = np.empty(c, dtype=a.dtype)
+        gb = np.empty(c, dtype=a.dtype)
+        for cl in range(first, stop):
+            grad_a[cl] = 0
+            for i in range(p):
+                gb[:] = 0
+                for ch in range(c):
+                    g[ch] = grad[cl, i, ch] if use_max else grad[cl, i, ch] / k
+                for jj in range(k):
+                    j = idx[cl, i, jj]
+                    for ch in range(c):
+                        x = a[cl, j, ch] + b[cl, i, ch]
+                        d = g[ch] if scale[ch] * x + shift[ch] > 0 else g[ch] * slope
+                        if use_max and arg[cl, i, ch] != jj:
+                            d = g[ch] * 0
+                        dx = scale[ch] * (d - c_d[ch] - (x - mean[ch]) * invstd[ch] * c_dx[ch])
+                        grad_a[cl, j, ch] += dx
+                        gb[ch] += dx
+                for ch in range(c):
+                    grad_b[cl, i, ch] = gb[ch]
+
+
 _MIN_CLOUDS_PER_THREAD = 32
+# A walk step handles one row per curve (clouds x curves rows, k candidates each); split its rows
+# over threads only when each thread gets this many.
+_MIN_ROWS_PER_THREAD = 2048
 
 
-def _over_clouds(kernel, n, *args):
+def _over_clouds(kernel, n, *args, min_per_thread=None):
     """Run ``kernel(*args, first, stop)`` over blocks of the ``n`` clouds on torch's thread count.
 
     Every cloud is written by exactly one block, so the blocks never race; the kernels release
@@ -155,7 +320,8 @@ def _over_clouds(kernel, n, *args):
     """
     # Small batches (inference on one clip) run inline: handing a few milliseconds of work to a
     # second thread while torch's OpenMP workers still spin costs more than it saves.
-    n_threads = max(1, min(torch.get_num_threads(), n // _MIN_CLOUDS_PER_THREAD))
+    per_thread = _MIN_CLOUDS_PER_THREAD if min_per_thread is None else min_per_thread
+    n_threads = max(1, min(torch.get_num_threads(), n // per_thread))
     map_ranges(lambda first, stop: kernel(*args, first, stop), np.linspace(0, n, n_threads + 1), n_threads)
 
 
@@ -230,3 +396,110 @@ def edge_mean_leaky(a, b, idx, slope):
     :func:`fused_available`).
     """
     return _EdgeMeanLeaky.apply(a, b, idx, float(slope))
+
+
+def turn_factor(flat, cand, cur, desc, eps=1e-8):
+    """CurveNet's crossover-suppression factor ``clamp(1 + cos(cur - desc, flat[j] - cur), 0, 1)``.
+
+    For each walk row ``r`` (one curve) and candidate ``j = cand[r, jj]``:
+    ``cos = u . v / (max(|u|, eps) max(|v|, eps))`` with ``u = cur[r] - desc[r]`` and
+    ``v = flat[j] - cur[r]``, the candidate's feature direction against the curve's. ``flat``:
+    (points, channels); ``cand``: (rows, k) int64 rows of ``flat``; ``cur``, ``desc``: (rows,
+    channels). Returns (rows, k); not differentiable (CurveNet uses it as a constant). CPU float
+    tensors only (see :func:`fused_available`).
+    """
+    flat_, cand_ = flat.detach().contiguous(), cand.contiguous()
+    cur_, desc_ = cur.detach().contiguous(), desc.detach().contiguous()
+    out = torch.empty(cand_.shape, dtype=flat_.dtype)
+    _over_clouds(_turn_factor_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), cur_.numpy(), desc_.numpy(),
+                 float(eps), out.numpy(), min_per_thread=_MIN_ROWS_PER_THREAD)
+    return out
+
+
+def pick_gradient(flat, cand, grad):
+    """``out[r, jj] = grad[r] . flat[cand[r, jj]]``: the gradient of a candidate weight ``r, jj``.
+
+    The walk's straight-through selection weights each candidate's features ``flat[cand[r, jj]]``
+    by a probability; this is that probability's gradient, without building the (rows, k,
+    channels) candidate tensor. CPU float tensors only (see :func:`fused_available`).
+    """
+    flat_, cand_, grad_ = flat.detach().contiguous(), cand.contiguous(), grad.detach().contiguous().to(flat.dtype)
+    out = torch.empty(cand_.shape, dtype=flat_.dtype)
+    _over_clouds(_pick_gradient_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), grad_.numpy(), out.numpy(),
+                 min_per_thread=_MIN_ROWS_PER_THREAD)
+    return out
+
+
+class _EdgeNormAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, weight, bias, idx, in_degree, running_mean, running_var, training, eps, slope, use_max):
+        a_, b_ = a.detach().contiguous(), b.detach().contiguous()
+        idx_ = idx.contiguous()
+        n, p, c = a_.shape
+        k = idx_.shape[2]
+        n_edges = n * p * k
+        an, bn, ixn = a_.numpy(), b_.numpy(), idx_.numpy()
+        if training:
+            partial = np.zeros((n, c))
+            _over_clouds(_edge_sum_rows, n, an, bn, in_degree.to(a_.dtype).contiguous().numpy(), k, partial)
+            mean = partial.sum(0) / n_edges
+            partial = np.zeros((n, c))
+            # centred second pass: exact variance without E[x^2] - E[x]^2 cancellation
+            _over_clouds(_edge_centred_squares, n, an, bn, ixn, mean.astype(an.dtype), partial)
+            var = partial.sum(0) / n_edges
+        else:
+            mean = running_mean.detach().double().numpy()
+            var = running_var.detach().double().numpy()
+        invstd = 1.0 / np.sqrt(var + eps)
+        gamma, beta = weight.detach().double().numpy(), bias.detach().double().numpy()
+        scale = (gamma * invstd).astype(an.dtype)
+        shift = (beta - gamma * invstd * mean).astype(an.dtype)
+        out = np.empty_like(an)
+        arg = np.empty(an.shape if use_max else (1, 1, 1), dtype=np.int32)
+        _over_clouds(_edge_act_forward, n, an, bn, ixn, scale, shift, an.dtype.type(slope), use_max, out, arg)
+        ctx.save_for_backward(a_, b_, idx_, torch.from_numpy(arg))
+        ctx.stats = (mean, invstd, scale, shift)
+        ctx.config = (training, slope, use_max, n_edges)
+        stats = (torch.from_numpy(mean).to(a_.dtype), torch.from_numpy(var).to(a_.dtype))
+        ctx.mark_non_differentiable(*stats)
+        return (torch.from_numpy(out), *stats)
+
+    @staticmethod
+    def backward(ctx, grad, _grad_mean, _grad_var):
+        a, b, idx, arg = ctx.saved_tensors
+        mean, invstd, scale, shift = ctx.stats
+        training, slope, use_max, n_edges = ctx.config
+        n, c = a.shape[0], a.shape[2]
+        args = (a.numpy(), b.numpy(), idx.numpy(), scale, shift, scale.dtype.type(slope), use_max, arg.numpy(),
+                grad.contiguous().to(a.dtype).numpy(), mean.astype(scale.dtype), invstd.astype(scale.dtype))
+        partial_d, partial_dx = np.zeros((n, c)), np.zeros((n, c))
+        _over_clouds(_edge_act_grad_sums, n, *args, partial_d, partial_dx)
+        d_sum, dx_sum = partial_d.sum(0), partial_dx.sum(0)
+        if training:  # the batch statistics depend on every edge
+            c_d, c_dx = (d_sum / n_edges).astype(scale.dtype), (dx_sum / n_edges).astype(scale.dtype)
+        else:
+            c_d = c_dx = np.zeros(c, dtype=scale.dtype)
+        grad_a, grad_b = np.empty_like(a.numpy()), np.empty_like(b.numpy())
+        _over_clouds(_edge_act_backward, n, *args, c_d, c_dx, grad_a, grad_b)
+        dtype = a.dtype
+        grad_weight = torch.from_numpy(dx_sum).to(dtype)
+        grad_bias = torch.from_numpy(d_sum).to(dtype)
+        return (torch.from_numpy(grad_a), torch.from_numpy(grad_b), grad_weight, grad_bias) + (None,) * 8
+
+
+def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var, training, eps, slope, use_max):
+    """BatchNorm over the k-NN edges' values ``a[j] + b[i]``, LeakyReLU, then mean or max over ``j``.
+
+    For every point ``i`` of every cloud, with ``x = a[j] + b[i]`` over its neighbours ``j`` in
+    ``idx[:, i]``: ``mean_j leaky(gamma (x - mu) / sigma + beta)`` (``use_max=False``) or
+    ``leaky(max_j (gamma (x - mu) / sigma + beta))``. With ``training=True`` ``mu`` and
+    ``sigma**2`` are the mean and biased variance over all edges (exact, two passes), otherwise
+    the running statistics. ``in_degree``: (clouds, points) how often each point is a neighbour.
+    No (clouds, points, k, channels) tensor is built, forward or backward.
+
+    Returns ``(out, mean, var)``; ``out`` is differentiable in ``a``, ``b``, ``weight`` and
+    ``bias``, ``mean`` and ``var`` (the statistics used) are not. CPU float tensors only (see
+    :func:`fused_available`).
+    """
+    return _EdgeNormAct.apply(a, b, weight, bias, idx, in_degree, running_mean, running_var, bool(training),
+                              float(eps), float(slope), bool(use_max))

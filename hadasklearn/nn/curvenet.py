@@ -14,6 +14,8 @@ _SLOPE = 0.2  # LeakyReLU slope used throughout CurveNet
 # floats: allocations this small are reused by the allocator instead of being mmap-ed and
 # page-faulted on every call, which makes the edge operations several times faster on CPU.
 _CHUNK_FLOATS = 1 << 21
+# BatchNorm over at most this many channels runs on the channels-first view (see _FunctionalNorm).
+_NARROW = 8
 
 
 class _FunctionalNorm(nn.Module):
@@ -34,9 +36,17 @@ class _FunctionalNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
         self._pending = []
 
-    def forward(self, x):
-        """Normalise ``x`` (channels last) with batch statistics (training) or running ones."""
+    def forward(self, x, record=True):
+        """Normalise ``x`` (channels last) with batch statistics (training) or running ones.
+
+        ``record=False`` leaves the batch statistics out of the queue (a pass to be repeated).
+        """
         flat = x.reshape(-1, x.shape[-1])
+        narrow = flat.shape[1] <= _NARROW
+        if narrow:
+            # torch's CPU kernels are several times slower on (rows, few channels) than on the
+            # transposed (1, channels, rows) view of the same data (the walk's scores: 1 channel).
+            flat = flat.T.unsqueeze(0)
         if self.training:
             # The native kernel keeps one tensor for backward where the composed formula keeps
             # three, and returns the batch statistics it used (a separate column-wise var_mean
@@ -44,10 +54,13 @@ class _FunctionalNorm(nn.Module):
             y, mean, invstd = torch.native_batch_norm(flat, self.weight, self.bias, None, None, True, 0.0, self.eps)
             with torch.no_grad():
                 var = (invstd.double().pow(-2) - self.eps).clamp_min(0).to(flat.dtype)
-            self._pending.append((mean.detach(), var, flat.shape[0]))
+            if record:
+                self._pending.append((mean.detach(), var, flat.numel() // flat.shape[1]))
         else:
             y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        return y.view(x.shape)
+        if narrow:
+            return y.squeeze(0).T.reshape(x.shape)
+        return y if x.dim() == 2 else y.view(x.shape)
 
     @torch.no_grad()
     def flush(self):
@@ -154,7 +167,9 @@ class _ConvBN(nn.Sequential):
 
     def forward(self, x):
         y = self[1](self[0](x))
-        return F.leaky_relu(y, _SLOPE) if self.act else y
+        # In place: BatchNorm keeps its input for backward, not its output, and LeakyReLU's
+        # backward works from its output (slope > 0); one (points, channels) tensor fewer.
+        return F.leaky_relu_(y, _SLOPE) if self.act else y
 
 
 class _LPFA(nn.Module):
@@ -184,6 +199,17 @@ class _LPFA(nn.Module):
             fx = self.features(x)
             a, b = a + fx, b - fx
         k = idx.shape[-1]
+        if _edge_kernels.fused_available(a, b):
+            # Edge BatchNorm, LeakyReLU and the neighbour reduction in four passes over the edges
+            # (two forward, two backward) instead of a dozen point-wise tensors and their gradients.
+            norm = self.norm
+            out, mean, var = _edge_kernels.edge_norm_act(
+                a, b, idx, in_degree, norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                self.training, norm.eps, _SLOPE, self.initial,
+            )
+            if self.training:
+                norm._pending.append((mean, var, idx.numel()))
+            return out
         nsum = _chunked(_neighbour_reduce, (a,), idx, "sum") if self.training else None
         a, b = self.norm(a, b, nsum, in_degree, k)
         if self.initial:
@@ -218,34 +244,114 @@ class _CurveGrouping(nn.Module):
         flat = x.reshape(n * p, c)
         offset = p * torch.arange(n, device=x.device).view(n, 1)
         nbr_flat = (neighbours + offset.unsqueeze(-1)).reshape(n * p, -1)
-        cur = start + offset  # (n, curves) flat indices of the current points
-        w_cand, w_desc = self.agent.weight[:, :c], self.agent.weight[:, c:]
-        desc = flat[cur]
+        start_rows = (start + offset).reshape(-1)  # one walk row per (cloud, curve)
+        # The path (which neighbour every step picks) is found without autograd; with gradients
+        # enabled the walk is then replayed along that path, differentiably.
+        replay = torch.is_grad_enabled()
+        with torch.no_grad():
+            rows, cands, factors = self._path(flat.detach(), nbr_flat, start_rows, record=not replay)
+        if not replay:
+            return flat.index_select(0, rows.reshape(-1)).view(n, self.n_curves, self.curve_length, c)
+        return self._replay(flat, start_rows, rows, cands, factors).view(n, self.n_curves, self.curve_length, c)
+
+    def _weights(self, c):
+        w = self.agent.weight
+        return w[:, :c], w[:, c:]
+
+    def _blend(self, cur_feat, desc, record):
+        """Dynamic momentum: the curve descriptor blends the newest point and the old descriptor."""
+        mix = self.momentum_norm(self.momentum(torch.cat((cur_feat, desc), -1)), record).softmax(-1)
+        return mix[..., :1] * cur_feat + mix[..., 1:] * desc
+
+    def _score(self, cand_score, desc, w_desc, record):
+        """Normalised agent scores (rows, k) of the candidates, whose own terms are ``cand_score``."""
+        score = cand_score + desc @ w_desc.T
+        return self.agent_norm(score.unsqueeze(-1), record).squeeze(-1)
+
+    def _path(self, flat, nbr_flat, start_rows, record):
+        """Walk without gradients; return the picked rows (rows, length), candidates and factors."""
+        w_cand, w_desc = self._weights(flat.shape[1])
+        # The candidates' part of the score is one number per point: score points, not candidates.
+        point_score = (flat @ w_cand.T).squeeze(-1)
+        cur = start_rows
+        desc = flat.index_select(0, cur)
         cur_feat = None
+        rows, cands, factors = [], [], []
+        for step in range(self.curve_length):
+            if step > 0:
+                desc = self._blend(cur_feat, desc, record)
+            cand = nbr_flat.index_select(0, cur)  # (rows, k) candidate points
+            score = self._score(point_score.index_select(0, cand.reshape(-1)).view(cand.shape), desc, w_desc, record)
+            if step > 0:
+                # crossover suppression: damp candidates that turn the curve back on itself
+                factor = _turn_factor(flat, cand, cur_feat, desc)
+                factors.append(factor)
+                score = score * factor
+            choice = score.softmax(-1).argmax(-1, keepdim=True)
+            cur = cand.gather(-1, choice).squeeze(-1)
+            cur_feat = flat.index_select(0, cur)
+            rows.append(cur)
+            cands.append(cand)
+        return torch.stack(rows, 1), cands, factors
+
+    def _replay(self, flat, start_rows, rows, cands, factors):
+        """The walk along a known path, differentiable: straight-through hard selection."""
+        n_rows, c = rows.shape[0], flat.shape[1]
+        w_cand, w_desc = self._weights(c)
+        point_score = (flat @ w_cand.T).squeeze(-1)
+        # One gather each for all steps' features and candidate scores (one gradient scatter each).
+        visited = torch.cat((start_rows.unsqueeze(1), rows), 1).reshape(-1)
+        feats = flat.index_select(0, visited).view(n_rows, -1, c).unbind(1)
+        cand_scores = point_score.index_select(0, torch.stack(cands, 1).reshape(-1)).view(n_rows, len(cands), -1).unbind(1)
+        desc = feats[0]
+        detached = flat.detach()
         curves = []
         for step in range(self.curve_length):
             if step > 0:
-                # dynamic momentum: the curve descriptor blends the new point and the old descriptor
-                mix = self.momentum_norm(self.momentum(torch.cat((cur_feat, desc), -1))).softmax(-1)
-                desc = mix[..., :1] * cur_feat + mix[..., 1:] * desc
-            cand_idx = nbr_flat[cur]  # (n, curves, k)
-            cand = flat[cand_idx]  # (n, curves, k, c)
-            score = (cand @ w_cand.T).squeeze(-1) + desc @ w_desc.T
-            score = self.agent_norm(score.unsqueeze(-1)).squeeze(-1)
+                desc = self._blend(curves[-1], desc, True)
+            score = self._score(cand_scores[step], desc, w_desc, True)
             if step > 0:
-                # crossover suppression: damp candidates that turn the curve back on itself
-                with torch.no_grad():
-                    cos = F.cosine_similarity((cur_feat - desc).unsqueeze(2), cand - cur_feat.unsqueeze(2), dim=-1, eps=1e-8)
-                score = score * (1.0 + cos).clamp(0.0, 1.0)
+                score = score * factors[step - 1]
             prob = score.softmax(-1)
-            choice = prob.argmax(-1, keepdim=True)
-            hard = torch.zeros_like(prob).scatter_(-1, choice, 1.0)
-            # straight-through: the forward picks one neighbour, gradients follow the softmax
-            pick = hard - prob.detach() + prob
-            cur_feat = (pick.unsqueeze(-1) * cand).sum(2)
-            cur = cand_idx.gather(-1, choice).squeeze(-1)
-            curves.append(cur_feat)
-        return torch.stack(curves, 2)  # (n, curves, length, c)
+            # forward: the picked point's features; backward: the softmax's straight-through path
+            curves.append(feats[step + 1] + _StraightThrough.apply(prob, detached, cands[step]))
+        return torch.stack(curves, 1)
+
+
+_COS_EPS = 1e-8
+
+
+def _turn_factor(flat, cand, cur, desc):
+    """``clamp(1 + cos(cur - desc, flat[cand] - cur), 0, 1)`` per walk row and candidate."""
+    if _edge_kernels.fused_available(flat):
+        return _edge_kernels.turn_factor(flat, cand, cur, desc, _COS_EPS)
+    nbr = flat.index_select(0, cand.reshape(-1)).view(*cand.shape, -1)
+    u = cur - desc
+    v = nbr - cur.unsqueeze(1)
+    dot = (v @ u.unsqueeze(-1)).squeeze(-1)
+    cos = dot / (u.norm(dim=-1, keepdim=True).clamp_min(_COS_EPS) * v.norm(dim=-1).clamp_min(_COS_EPS))
+    return (1.0 + cos).clamp(0.0, 1.0)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Zero in value; the gradient of ``sum_j prob[r, j] flat[cand[r, j]]`` for ``prob`` in backward.
+
+    Added to the picked point's features it makes the straight-through estimator
+    ``hard - prob.detach() + prob`` of the published walk without a (rows, k, channels) tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, prob, flat, cand):
+        ctx.save_for_backward(flat, cand)
+        return prob.new_zeros(prob.shape[0], flat.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, cand = ctx.saved_tensors
+        if _edge_kernels.fused_available(flat):
+            return _edge_kernels.pick_gradient(flat, cand, grad), None, None
+        nbr = flat.index_select(0, cand.reshape(-1)).view(*cand.shape, -1)
+        return (nbr @ grad.unsqueeze(-1)).squeeze(-1), None, None
 
 
 class _CurveAggregation(nn.Module):
@@ -271,7 +377,9 @@ class _CurveAggregation(nn.Module):
         a_inter = (q @ inter.transpose(1, 2)).softmax(-1)
         a_intra = (q @ intra.transpose(1, 2)).softmax(-1)
         y = torch.cat((a_inter @ self.inter_value(inter), a_intra @ self.intra_value(intra)), -1)
-        return F.leaky_relu(x + self.out(y), _SLOPE)
+        # 2-D (a base tensor, not a view), so the in-place ops need no copy in backward
+        out = F.leaky_relu_(self.out(y.flatten(0, 1)).add_(x.flatten(0, 1)), _SLOPE)
+        return out.view(x.shape)
 
 
 class _CIC(nn.Module):
@@ -288,13 +396,17 @@ class _CIC(nn.Module):
         self.shortcut = _ConvBN(c_in, c_out, act=False) if c_in != c_out else None
 
     def forward(self, points, x, graph, walk_neighbours, use_checkpoint):
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        x = self.reduce(x)
+        # Point-wise layers run on 2-D (points, channels) tensors: their outputs are base tensors,
+        # so BatchNorm/LeakyReLU/residual can work in place without autograd copying views.
+        n, p = x.shape[:2]
+        flat = x.flatten(0, 1)
+        shortcut = flat if self.shortcut is None else self.shortcut(flat)
+        x = self.reduce(flat).view(n, p, -1)
         if self.grouping is not None:
             # the whole block is already recomputed in backward: no nested checkpoint for the walk
             x = self.aggregation(x, self.grouping(x, walk_neighbours, False))
         x = self.lpfa(points, x, graph, use_checkpoint)
-        return F.leaky_relu(self.expand(x) + shortcut, _SLOPE)
+        return F.leaky_relu_(self.expand(x.flatten(0, 1)).add_(shortcut), _SLOPE).view(n, p, -1)
 
 
 class CurveNetEncoder(nn.Module):

@@ -215,3 +215,80 @@ def test_bad_inputs_raise(x, match):
 def test_bad_parameters_raise(kw, match):
     with pytest.raises(ValueError, match=match):
         CurveNetEncoder(**{**SMALL, **kw})
+
+
+def _reference_walk(grouping, x, neighbours, start):
+    """The walk as published, step by step on gathered (clouds, curves, k, channels) candidates."""
+    n, p, c = x.shape
+    flat = x.reshape(n * p, c)
+    offset = p * torch.arange(n).view(n, 1)
+    nbr_flat = (neighbours + offset.unsqueeze(-1)).reshape(n * p, -1)
+    cur = start + offset
+    w_cand, w_desc = grouping.agent.weight[:, :c], grouping.agent.weight[:, c:]
+    desc, cur_feat, curves = flat[cur], None, []
+    for step in range(grouping.curve_length):
+        if step > 0:
+            mix = grouping.momentum_norm(grouping.momentum(torch.cat((cur_feat, desc), -1))).softmax(-1)
+            desc = mix[..., :1] * cur_feat + mix[..., 1:] * desc
+        cand_idx = nbr_flat[cur]
+        cand = flat[cand_idx]
+        score = (cand @ w_cand.T).squeeze(-1) + desc @ w_desc.T
+        score = grouping.agent_norm(score.unsqueeze(-1)).squeeze(-1)
+        if step > 0:
+            with torch.no_grad():
+                cos = torch.nn.functional.cosine_similarity(
+                    (cur_feat - desc).unsqueeze(2), cand - cur_feat.unsqueeze(2), dim=-1, eps=1e-8)
+            score = score * (1.0 + cos).clamp(0.0, 1.0)
+        prob = score.softmax(-1)
+        choice = prob.argmax(-1, keepdim=True)
+        hard = torch.zeros_like(prob).scatter_(-1, choice, 1.0)
+        pick = hard - prob.detach() + prob
+        cur_feat = (pick.unsqueeze(-1) * cand).sum(2)
+        cur = cand_idx.gather(-1, choice).squeeze(-1)
+        curves.append(cur_feat)
+    return torch.stack(curves, 2)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+def test_walk_matches_the_published_step_by_step_walk(monkeypatch, fused, train):
+    """Path search + replay == the published walk: curves, input and parameter gradients, BN statistics."""
+    monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: fused)
+    torch.manual_seed(3)
+    group = curvenet._CurveGrouping(6, n_curves=5, curve_length=4).double().train(train)
+    ref_group = copy.deepcopy(group)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, P, 6, generator=g, dtype=torch.float64)
+    neighbours = curvenet._knn(torch.randn(3, P, 3, generator=g, dtype=torch.float64), K)[..., 1:]
+    start = torch.stack([torch.randperm(P, generator=g)[:5] for _ in range(3)])
+    results = []
+    for module, walk in ((group, group._walk), (ref_group, lambda *a: _reference_walk(ref_group, *a))):
+        xx = x.clone().requires_grad_()
+        out = walk(xx, neighbours, start)
+        out.pow(3).sum().backward()
+        stats = [(m._pending[i][0], m._pending[i][1]) for m in (module.agent_norm, module.momentum_norm) for i in range(len(m._pending))]
+        results.append((out.detach(), xx.grad, [q.grad for q in module.parameters()], stats))
+    (out, gx, gp, stats), (r_out, r_gx, r_gp, r_stats) = results
+    torch.testing.assert_close(out, r_out)
+    torch.testing.assert_close(gx, r_gx)
+    for a, b in zip(gp, r_gp):
+        torch.testing.assert_close(a, b)
+    assert len(stats) == len(r_stats) == (2 * 4 - 1 if train else 0)
+    for a, b in zip(stats, r_stats):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # the gradient-free path alone gives the same curves
+        torch.testing.assert_close(group._walk(x, neighbours, start), r_out)
+
+
+def test_turn_factor_and_pick_gradient_kernels_match_torch():
+    g = torch.Generator().manual_seed(5)
+    flat = torch.randn(40, 7, generator=g, dtype=torch.float64)
+    cand = torch.randint(0, 40, (9, 4), generator=g)
+    cur, desc = flat[:9].clone(), torch.randn(9, 7, generator=g, dtype=torch.float64)
+    desc[0] = cur[0]  # a zero direction: the eps guard, no NaN
+    cand[1, 2] = 1  # a candidate equal to the current point
+    ref = (1 + torch.nn.functional.cosine_similarity((cur - desc).unsqueeze(1), flat[cand] - cur.unsqueeze(1), dim=-1, eps=1e-8)).clamp(0, 1)
+    torch.testing.assert_close(_edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8), ref)
+    assert torch.equal(_edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8)[0], torch.ones(4, dtype=torch.float64))
+    grad = torch.randn(9, 7, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(_edge_kernels.pick_gradient(flat, cand, grad), torch.einsum("rkc,rc->rk", flat[cand], grad))
