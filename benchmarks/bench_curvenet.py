@@ -58,14 +58,15 @@ def main(argv=None):
     parser.add_argument("--coords", type=int, default=3, choices=(2, 3))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--checkpoint", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--checkpoint", nargs="+", choices=("all", "last_stage", "off"), default=["last_stage"],
+                        help="which CIC blocks are recomputed in backward (CurveNetEncoder(checkpoint=...))")
     parser.add_argument("--edges", choices=("fused", "torch", "both"), default="both",
                         help="k-NN edge operations: fused numba kernels or the torch composition")
     args = parser.parse_args(argv)
     print("| edges | checkpoint | params | train fwd+bwd (s) | train CPU (s) | inference (ms/clip) | peak RSS (GiB) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for fused in {"both": (True, False), "fused": (True,), "torch": (False,)}[args.edges]:
-      for ckpt in {"both": (True, False), "on": (True,), "off": (False,)}[args.checkpoint]:
+      for ckpt in [{"all": True, "last_stage": "last_stage", "off": False}[c] for c in args.checkpoint]:
         cfg = {"clouds": args.clouds, "clip_frames": args.clip_frames, "points": args.points, "coords": args.coords,
                "repeats": args.repeats, "threads": args.threads, "checkpoint": ckpt, "fused": fused}
         r = _measure(cfg)

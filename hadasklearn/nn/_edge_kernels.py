@@ -1,11 +1,11 @@
-"""Fused CPU kernels (numba) for the k-NN edge operations of the CurveNet encoder.
+"""Fused CPU kernels (numba) for the k-NN edge operations and the curve walk of the CurveNet encoder.
 
 Gathering the neighbours' features into a ``(clouds, points, k, channels)`` tensor, adding the
-centre term, applying LeakyReLU and averaging over the neighbours are four passes over a tensor
-``k`` times larger than the point features; the kernels here do it in one pass without
-materialising it, forward and backward, parallel over clouds. They serve CPU float tensors; on
-other devices (or without numba) the torch composition in :mod:`hadasklearn.nn.curvenet` runs,
-with identical results up to float round-off.
+centre term, normalising, applying LeakyReLU and averaging over the neighbours are passes over
+a tensor ``k`` times larger than the point features; the kernels here stream over the edges
+without materialising them, forward and backward, parallel over clouds (or walk rows). They
+serve CPU float tensors; on other devices (or without numba) the torch composition in
+:mod:`hadasklearn.nn.curvenet` runs, with identical results up to float round-off.
 """
 
 import numpy as np
@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_mean_leaky", "edge_norm_act", "fused_available", "knn", "neighbour_reduce", "pick_gradient", "turn_factor"]
+__all__ = ["edge_norm_act", "fused_available", "knn", "pick_gradient", "turn_factor"]
 
 
 def fused_available(*tensors):
@@ -29,80 +29,6 @@ def fused_available(*tensors):
 
 
 if numba is not None:
-
-    @numba.njit(nogil=True, cache=True)
-    def _edge_forward(a, b, idx, slope, out, first, stop):
-        p, k = idx.shape[1], idx.shape[2]
-        c = a.shape[2]
-        for cloud in range(first, stop):
-            acc = np.empty(c, dtype=a.dtype)
-            for i in range(p):
-                acc[:] = 0
-                for jj in range(k):
-                    j = idx[cloud, i, jj]
-                    for ch in range(c):
-                        v = a[cloud, j, ch] + b[cloud, i, ch]
-                        acc[ch] += v if v > 0 else slope * v
-                for ch in range(c):
-                    out[cloud, i, ch] = acc[ch] / k
-
-    @numba.njit(nogil=True, cache=True)
-    def _edge_backward(a, b, idx, slope, grad, grad_a, grad_b, first, stop):
-        p, k = idx.shape[1], idx.shape[2]
-        c = a.shape[2]
-        for cloud in range(first, stop):
-            grad_a[cloud] = 0
-            for i in range(p):
-                for ch in range(c):
-                    grad_b[cloud, i, ch] = 0
-                for jj in range(k):
-                    j = idx[cloud, i, jj]
-                    for ch in range(c):
-                        g = grad[cloud, i, ch] / k
-                        if a[cloud, j, ch] + b[cloud, i, ch] <= 0:
-                            g *= slope
-                        grad_a[cloud, j, ch] += g
-                        grad_b[cloud, i, ch] += g
-
-
-    @numba.njit(nogil=True, cache=True)
-    def _reduce_forward(a, idx, use_max, out, arg, first, stop):
-        p, k = idx.shape[1], idx.shape[2]
-        c = a.shape[2]
-        for cloud in range(first, stop):
-            for i in range(p):
-                j = idx[cloud, i, 0]
-                for ch in range(c):
-                    out[cloud, i, ch] = a[cloud, j, ch]
-                if use_max:
-                    for ch in range(c):
-                        arg[cloud, i, ch] = j
-                for jj in range(1, k):
-                    j = idx[cloud, i, jj]
-                    for ch in range(c):
-                        v = a[cloud, j, ch]
-                        if not use_max:
-                            out[cloud, i, ch] += v
-                        elif v > out[cloud, i, ch]:  # first maximum wins, as torch.max
-                            out[cloud, i, ch] = v
-                            arg[cloud, i, ch] = j
-
-    @numba.njit(nogil=True, cache=True)
-    def _reduce_backward(idx, use_max, arg, grad, grad_a, first, stop):
-        p, k = idx.shape[1], idx.shape[2]
-        c = grad.shape[2]
-        for cloud in range(first, stop):
-            grad_a[cloud] = 0
-            for i in range(p):
-                if use_max:
-                    for ch in range(c):
-                        grad_a[cloud, arg[cloud, i, ch], ch] += grad[cloud, i, ch]
-                else:
-                    for jj in range(k):
-                        j = idx[cloud, i, jj]
-                        for ch in range(c):
-                            grad_a[cloud, j, ch] += grad[cloud, i, ch]
-
 
     @numba.njit(nogil=True, cache=True)
     def _knn_block(points, k, out, first, stop):
@@ -286,6 +212,7 @@ if numba is not None:
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
         g = np.empty(c, dtype=a.dtype)
         gb = np.empty(c, dtype=a.dtype)
+        dx = np.empty(c, dtype=a.dtype)
         for cl in range(first, stop):
             grad_a[cl] = 0
             for i in range(p):
@@ -294,14 +221,17 @@ if numba is not None:
                     g[ch] = grad[cl, i, ch] if use_max else grad[cl, i, ch] / k
                 for jj in range(k):
                     j = idx[cl, i, jj]
+                    # the edge's gradient into a local row first (vectorises), then scattered
                     for ch in range(c):
                         x = a[cl, j, ch] + b[cl, i, ch]
                         d = g[ch] if scale[ch] * x + shift[ch] > 0 else g[ch] * slope
                         if use_max and arg[cl, i, ch] != jj:
                             d = g[ch] * 0
-                        dx = scale[ch] * (d - c_d[ch] - (x - mean[ch]) * invstd[ch] * c_dx[ch])
-                        grad_a[cl, j, ch] += dx
-                        gb[ch] += dx
+                        dx[ch] = scale[ch] * (d - c_d[ch] - (x - mean[ch]) * invstd[ch] * c_dx[ch])
+                    for ch in range(c):
+                        gb[ch] += dx[ch]
+                    for ch in range(c):
+                        grad_a[cl, j, ch] += dx[ch]
                 for ch in range(c):
                     grad_b[cl, i, ch] = gb[ch]
 
@@ -336,66 +266,6 @@ def knn(points, k):
     out = np.empty((n, pts.shape[1], k + 1), dtype=np.int64)
     _over_clouds(_knn_block, n, pts, k, out)
     return torch.from_numpy(out)
-
-
-class _NeighbourReduce(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, idx, use_max):
-        a_ = a.detach().contiguous()
-        idx_ = idx.contiguous()
-        out = torch.empty_like(a_)
-        arg = torch.empty(a_.shape, dtype=torch.int64) if use_max else torch.empty((1, 1, 1), dtype=torch.int64)
-        _over_clouds(_reduce_forward, a_.shape[0], a_.numpy(), idx_.numpy(), use_max, out.numpy(), arg.numpy())
-        ctx.save_for_backward(idx_, arg)
-        ctx.use_max = use_max
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        idx, arg = ctx.saved_tensors
-        grad_a = torch.empty_like(grad, memory_format=torch.contiguous_format)
-        _over_clouds(_reduce_backward, idx.shape[0], idx.numpy(), ctx.use_max, arg.numpy(),
-                     grad.contiguous().numpy(), grad_a.numpy())
-        return grad_a, None, None
-
-
-def neighbour_reduce(a, idx, how):
-    """Sum or max of ``a[j]`` over the neighbours ``idx[:, i]`` of every point ``i``.
-
-    ``how`` is ``"sum"`` or ``"max"`` (gradient to the first maximal neighbour, as ``torch.max``).
-    Differentiable in ``a``; CPU float tensors only (see :func:`fused_available`).
-    """
-    return _NeighbourReduce.apply(a, idx, how == "max")
-
-
-class _EdgeMeanLeaky(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, b, idx, slope):
-        a_, b_ = a.detach().contiguous(), b.detach().contiguous()
-        idx_ = idx.contiguous()
-        out = torch.empty_like(b_)
-        _over_clouds(_edge_forward, a_.shape[0], a_.numpy(), b_.numpy(), idx_.numpy(), slope, out.numpy())
-        ctx.save_for_backward(a_, b_, idx_)
-        ctx.slope = slope
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b, idx = ctx.saved_tensors
-        grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
-        _over_clouds(_edge_backward, a.shape[0], a.numpy(), b.numpy(), idx.numpy(), ctx.slope,
-                     grad.contiguous().numpy(), grad_a.numpy(), grad_b.numpy())
-        return grad_a, grad_b, None, None
-
-
-def edge_mean_leaky(a, b, idx, slope):
-    """``mean_j LeakyReLU(a[j] + b[i])`` over the neighbours ``idx[:, i]`` of every point ``i``.
-
-    ``a``, ``b``: (clouds, points, channels); ``idx``: (clouds, points, k) int64 indices into the
-    points of the same cloud. Differentiable in ``a`` and ``b``. CPU float tensors only (see
-    :func:`fused_available`).
-    """
-    return _EdgeMeanLeaky.apply(a, b, idx, float(slope))
 
 
 def turn_factor(flat, cand, cur, desc, eps=1e-8):

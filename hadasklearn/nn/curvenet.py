@@ -124,13 +124,8 @@ def _neighbour_reduce(a, idx, how):
 def _chunked(fn, tensors, idx, *args, use_checkpoint=False):
     """Apply ``fn(*tensor_chunks, idx_chunk, *args)`` over chunks of clouds and concatenate.
 
-    On CPU float tensors the fused kernels of :mod:`._edge_kernels` do the same in one pass.
+    The torch composition for devices without the compiled kernels of :mod:`._edge_kernels`.
     """
-    if _edge_kernels.fused_available(*tensors):
-        if fn is _edge_mean_leaky:
-            # No edge tensor exists, so there is nothing to checkpoint.
-            return _edge_kernels.edge_mean_leaky(*tensors, idx, _SLOPE)
-        return _edge_kernels.neighbour_reduce(*tensors, idx, *args)
     n, p, k = idx.shape
     c = tensors[0].shape[-1]
     size = max(1, _CHUNK_FLOATS // (p * k * c))
@@ -166,7 +161,14 @@ class _ConvBN(nn.Sequential):
         self.act = act
 
     def forward(self, x):
-        y = self[1](self[0](x))
+        linear, norm = self[0], self[1]
+        if norm.training:
+            y = norm(linear(x))
+        else:
+            # BatchNorm with running statistics is affine: fold it into the linear map (one pass
+            # over the points instead of two).
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            y = F.linear(x, linear.weight * scale.unsqueeze(1), norm.bias - norm.running_mean * scale)
         # In place: BatchNorm keeps its input for backward, not its output, and LeakyReLU's
         # backward works from its output (slope > 0); one (points, channels) tensor fewer.
         return F.leaky_relu_(y, _SLOPE) if self.act else y
@@ -430,16 +432,23 @@ class CurveNetEncoder(nn.Module):
       averaged (max for the stem) over neighbours, instead of two. Its linear part is evaluated
       per point and its edge BatchNorm statistics come from per-point moments, so edge tensors
       exist only chunk by chunk, and only for the final nonlinearity.
-    - On CPU (float32/float64) the k-NN graph and the edge operations (neighbour sum and max,
-      and the LeakyReLU-mean over edges) run as compiled kernels
-      (:mod:`hadasklearn.nn._edge_kernels`, forward and backward in one pass each) instead of
-      gather-add-activate-reduce compositions; other devices use the torch composition. Both give
-      the same values up to float round-off.
-    - With ``checkpoint=True`` each CIC block keeps only its input for backward and is
-      recomputed there, edge chunks inside it once more
-      (:func:`torch.utils.checkpoint.checkpoint`, ``use_reentrant=False``). BatchNorm running
+    - On CPU (float32/float64) the k-NN graph and the whole edge layer of an LPFA (BatchNorm
+      over edges, LeakyReLU, mean or max over neighbours) run as compiled kernels
+      (:mod:`hadasklearn.nn._edge_kernels`: two passes over the edges forward, two backward)
+      instead of gather-add-normalise-activate-reduce compositions; other devices use the torch
+      composition. Both give the same values up to float round-off.
+    - The curve walk first finds its path (which neighbour each step picks) without autograd,
+      then, when gradients are needed, replays the same steps differentiably along that path.
+      The candidates' part of the agent score is computed once per point, and the
+      straight-through selection's gradient and the crossover-suppression factor come from
+      kernels, so no (clouds, curves, k, channels) candidate tensor is built. Values and
+      gradients equal those of the published step-by-step walk (tested against it).
+    - In eval mode each pointwise layer's BatchNorm is folded into its linear map.
+    - A checkpointed CIC block keeps only its input for backward and is recomputed there
+      (:func:`torch.utils.checkpoint.checkpoint`, ``use_reentrant=False``); by default only the
+      two blocks of the widest stage, which hold most of the activation memory. BatchNorm running
       statistics are updated once per forward pass regardless. Outputs and gradients are the
-      same either way.
+      same whatever is checkpointed.
 
     Parameters
     ----------
@@ -452,8 +461,11 @@ class CurveNetEncoder(nn.Module):
         in the released code; the walk moves among the ``k`` nearest other points).
     n_points : int, default=478
         Points per cloud (478 for MediaPipe face-mesh landmarks); inputs must have this many.
-    checkpoint : bool, default=True
-        Recompute blocks (and their edge features) in backward instead of keeping activations.
+    checkpoint : {"last_stage", True, False}, default="last_stage"
+        Which CIC blocks are recomputed in backward instead of keeping their activations: the
+        two blocks of the widest stage (``"last_stage"``), all six (``True``, the least memory)
+        or none (``False``, the fastest). One training step of 16 clips x 16 frames keeps the
+        encoder's process peak under 4 GiB with ``"last_stage"`` on CPU.
     n_curves : int, default=25
         Curves per cloud in the curve-grouping blocks. The published default walks 50 curves of
         10 steps over 1024 points; 25 keeps that coverage for 478 landmarks at half the cost.
@@ -492,7 +504,7 @@ class CurveNetEncoder(nn.Module):
         out_dim=256,
         k=20,
         n_points=478,
-        checkpoint=True,
+        checkpoint="last_stage",
         n_curves=25,
         curve_length=10,
     ):
@@ -508,6 +520,8 @@ class CurveNetEncoder(nn.Module):
             raise ValueError(f"k must be smaller than n_points (each point needs k other points), got k={k} with n_points={n_points}; lower k.")
         if n_curves > n_points:
             raise ValueError(f"n_curves must be at most n_points, got n_curves={n_curves} with n_points={n_points}.")
+        if checkpoint not in (True, False, "last_stage") or not isinstance(checkpoint, (bool, str)):
+            raise ValueError(f"checkpoint must be True, False or 'last_stage', got {checkpoint!r}.")
         self.in_coords, self.out_dim, self.k, self.n_points = in_coords, out_dim, k, n_points
         self.checkpoint = checkpoint
         curves = (n_curves, curve_length)
@@ -561,12 +575,12 @@ class CurveNetEncoder(nn.Module):
         norms = [m for m in self.modules() if isinstance(m, _FunctionalNorm)]
         for m in norms:
             m._pending = []
-        ckpt = self.checkpoint and torch.is_grad_enabled()
+        n_ckpt = {True: len(self.blocks), False: 0, "last_stage": 2}[self.checkpoint] if torch.is_grad_enabled() else 0
         x = self.stem(points, None, graph, False)
-        for block in self.blocks:
-            if ckpt:
-                # Keep only block inputs for backward; the edge chunks inside are checkpointed
-                # again so that recomputing a block never holds all of its edge tensors at once.
+        for i, block in enumerate(self.blocks):
+            if i >= len(self.blocks) - n_ckpt:
+                # Keep only block inputs for backward; on other devices the edge chunks inside are
+                # checkpointed again so that recomputing a block never holds all of them at once.
                 x = _checkpoint(block, points, x, graph, walk_neighbours, True, use_reentrant=False)
             else:
                 x = block(points, x, graph, walk_neighbours, False)

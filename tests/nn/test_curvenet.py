@@ -63,9 +63,10 @@ def test_default_parameter_count_is_close_to_published():
     assert abs(n - 143_184) / 143_184 < 0.3
 
 
+@pytest.mark.parametrize("checkpoint", [True, "last_stage"])
 @pytest.mark.parametrize("train", [True, False])
-def test_checkpoint_does_not_change_outputs_or_gradients(train):
-    enc = _encoder(checkpoint=True)
+def test_checkpoint_does_not_change_outputs_or_gradients(train, checkpoint):
+    enc = _encoder(checkpoint=checkpoint)
     ref = copy.deepcopy(enc)
     ref.checkpoint = False
     enc.train(train), ref.train(train)
@@ -83,35 +84,25 @@ def test_chunked_edge_path_matches_unchunked(monkeypatch):
     torch.testing.assert_close(copy.deepcopy(enc)(x), whole)
 
 
-def test_fused_edge_kernel_matches_torch_composition_and_gradcheck():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(3, 9, 5, dtype=torch.float64, generator=g, requires_grad=True)
-    b = torch.randn(3, 9, 5, dtype=torch.float64, generator=g, requires_grad=True)
-    idx = torch.randint(0, 9, (3, 9, 4), generator=g)
-    assert _edge_kernels.fused_available(a, b)
-    fused = _edge_kernels.edge_mean_leaky(a, b, idx, curvenet._SLOPE)
-    torch.testing.assert_close(fused, curvenet._edge_mean_leaky(a, b, idx))
-    assert torch.autograd.gradcheck(lambda u, v: _edge_kernels.edge_mean_leaky(u, v, idx, 0.2), (a, b))
-    for how in ("sum", "max"):
-        torch.testing.assert_close(
-            _edge_kernels.neighbour_reduce(a, idx, how), curvenet._neighbour_reduce(a, idx, how)
-        )
-        assert torch.autograd.gradcheck(lambda u, h=how: _edge_kernels.neighbour_reduce(u, idx, h), (a,))
-
-
 def test_fused_kernels_split_over_threads_give_identical_results(monkeypatch):
     monkeypatch.setattr(_edge_kernels, "_MIN_CLOUDS_PER_THREAD", 1)
+    monkeypatch.setattr(_edge_kernels, "_MIN_ROWS_PER_THREAD", 1)
     g = torch.Generator().manual_seed(1)
     a = torch.randn(5, 11, 4, generator=g, requires_grad=True)
     b = torch.randn(5, 11, 4, generator=g, requires_grad=True)
+    w, bias = torch.ones(4, requires_grad=True), torch.zeros(4, requires_grad=True)
     idx = torch.randint(0, 11, (5, 11, 3), generator=g)
+    deg = torch.bincount(curvenet._local_flat(idx).reshape(-1), minlength=55).view(5, 11).float()
+    flat, rows = a.detach().reshape(55, 4), torch.randint(0, 55, (9, 3), generator=g)
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        a.grad = b.grad = None
-        out = _edge_kernels.edge_mean_leaky(a, b, idx, 0.2) + _edge_kernels.neighbour_reduce(a, idx, "max")
+        a.grad = b.grad = w.grad = bias.grad = None
+        out = sum(_edge_kernels.edge_norm_act(a, b, idx, deg, w, bias, w, w, True, 1e-5, 0.2, m)[0] for m in (False, True))
         out.pow(2).sum().backward()
-        results.append((out.detach(), a.grad.clone(), b.grad.clone(), _edge_kernels.knn(a.detach(), 4)))
+        results.append((out.detach(), a.grad.clone(), b.grad.clone(), w.grad.clone(), bias.grad.clone(),
+                        _edge_kernels.knn(a.detach(), 4), _edge_kernels.turn_factor(flat, rows, flat[:9], flat[9:18]),
+                        _edge_kernels.pick_gradient(flat, rows, flat[18:27])))
     torch.set_num_threads(1)
     for one, two in zip(*results):
         assert torch.equal(one, two)
@@ -210,6 +201,8 @@ def test_bad_inputs_raise(x, match):
         ({"out_dim": 48}, "multiple of 32"),
         ({"n_curves": P + 1}, "n_curves"),
         ({"k": 0}, "positive int"),
+        ({"checkpoint": "all"}, "checkpoint must be"),
+        ({"checkpoint": 1}, "checkpoint must be"),
     ],
 )
 def test_bad_parameters_raise(kw, match):
@@ -292,3 +285,55 @@ def test_turn_factor_and_pick_gradient_kernels_match_torch():
     assert torch.equal(_edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8)[0], torch.ones(4, dtype=torch.float64))
     grad = torch.randn(9, 7, generator=g, dtype=torch.float64)
     torch.testing.assert_close(_edge_kernels.pick_gradient(flat, cand, grad), torch.einsum("rkc,rc->rk", flat[cand], grad))
+
+
+@pytest.mark.parametrize("use_max", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_edge_norm_act_matches_batchnorm_on_materialised_edges(use_max, training):
+    g = torch.Generator().manual_seed(6)
+    n, p, c, k = 3, 9, 4, 4
+    a = torch.randn(n, p, c, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(n, p, c, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(c, generator=g, dtype=torch.float64, requires_grad=True)  # negative scales too
+    bias = torch.randn(c, generator=g, dtype=torch.float64, requires_grad=True)
+    idx = torch.stack([torch.stack([torch.randperm(p, generator=g)[:k] for _ in range(p)]) for _ in range(n)])
+    in_degree = torch.bincount(curvenet._local_flat(idx).reshape(-1), minlength=n * p).view(n, p).double()
+    running_mean = torch.randn(c, generator=g, dtype=torch.float64)
+    running_var = torch.rand(c, generator=g, dtype=torch.float64) + 0.5
+    upstream = torch.randn(n, p, c, generator=g, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        for t in (a, b, weight, bias):
+            t.grad = None
+        if fused:
+            out, mean, var = _edge_kernels.edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var, training, 1e-5, 0.2, use_max)
+        else:
+            x = a[torch.arange(n).view(n, 1, 1), idx] + b.unsqueeze(2)  # (n, p, k, c) edges
+            mean, var = (x.mean((0, 1, 2)), x.var((0, 1, 2), unbiased=False)) if training else (running_mean, running_var)
+            z = (x - mean) / torch.sqrt(var + 1e-5) * weight + bias
+            act = torch.nn.functional.leaky_relu
+            out = act(z.max(2).values, 0.2) if use_max else act(z, 0.2).mean(2)
+        (out * upstream).sum().backward()
+        results.append([out.detach(), mean.detach(), var.detach(), a.grad, b.grad, weight.grad, bias.grad])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)
+    assert not torch.isnan(results[0][3]).any()
+
+
+@pytest.mark.parametrize("act", [True, False])
+def test_eval_conv_bn_folds_running_statistics_into_the_linear_map(act):
+    torch.manual_seed(7)
+    layer = curvenet._ConvBN(5, 6, act=act).double()
+    norm = layer[1]
+    norm.running_mean.normal_()
+    norm.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    layer.eval()
+    x = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.batch_norm(layer[0](x), norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+    if act:
+        ref = torch.nn.functional.leaky_relu(ref, 0.2)
+    torch.testing.assert_close(layer(x), ref)
+    torch.autograd.gradcheck(layer, (x,))
