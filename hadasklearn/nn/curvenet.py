@@ -168,7 +168,8 @@ class _ConvBN(nn.Sequential):
             # BatchNorm with running statistics is affine: fold it into the linear map (one pass
             # over the points instead of two).
             scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-            y = F.linear(x, linear.weight * scale.unsqueeze(1), norm.bias - norm.running_mean * scale)
+            # the shift added in place: addmm would first copy it into every output row
+            y = F.linear(x, linear.weight * scale.unsqueeze(1)).add_(norm.bias - norm.running_mean * scale)
         # In place: BatchNorm keeps its input for backward, not its output, and LeakyReLU's
         # backward works from its output (slope > 0); one (points, channels) tensor fewer.
         return F.leaky_relu_(y, _SLOPE) if self.act else y
@@ -195,11 +196,16 @@ class _LPFA(nn.Module):
         c = points.shape[-1]
         g = self.geometry.weight
         # G [p_i, p_j, p_j - p_i] = (G1 - G3) p_i + (G2 + G3) p_j
-        a = points @ (g[:, c : 2 * c] + g[:, 2 * c :]).T
-        b = points @ (g[:, :c] - g[:, 2 * c :]).T
-        if x is not None:
-            fx = self.features(x)
-            a, b = a + fx, b - fx
+        g_j, g_i = (g[:, c : 2 * c] + g[:, 2 * c :]).T, (g[:, :c] - g[:, 2 * c :]).T
+        if x is None:
+            a, b = points @ g_j, points @ g_i
+        else:
+            # a = P g_j + W x, b = P g_i - W x, accumulated into W x's buffer: two (points,
+            # channels) tensors instead of five (addmm's input is not kept for backward).
+            flat_points = points.reshape(-1, c)
+            fx = self.features(x.reshape(-1, x.shape[-1]))
+            b = torch.addmm(fx, flat_points, g_i, beta=-1).view(x.shape)
+            a = fx.addmm_(flat_points, g_j).view(x.shape)
         k = idx.shape[-1]
         if _edge_kernels.fused_available(a, b):
             # Edge BatchNorm, LeakyReLU and the neighbour reduction in four passes over the edges
