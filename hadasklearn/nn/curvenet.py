@@ -52,15 +52,19 @@ class _FunctionalNorm(nn.Module):
             # three, and returns the batch statistics it used (a separate column-wise var_mean
             # over (points, channels) costed a tenth of a training step on CPU).
             y, mean, invstd = torch.native_batch_norm(flat, self.weight, self.bias, None, None, True, 0.0, self.eps)
-            with torch.no_grad():
-                var = (invstd.double().pow(-2) - self.eps).clamp_min(0).to(flat.dtype)
             if record:
-                self._pending.append((mean.detach(), var, flat.numel() // flat.shape[1]))
+                self.record(mean, invstd, flat.numel() // flat.shape[1])
         else:
             y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         if narrow:
             return y.squeeze(0).T.reshape(x.shape)
         return y if x.dim() == 2 else y.view(x.shape)
+
+    @torch.no_grad()
+    def record(self, mean, invstd, count):
+        """Queue batch statistics given as native BatchNorm returns them (mean, 1 / std)."""
+        var = (invstd.double().pow(-2) - self.eps).clamp_min(0).to(mean.dtype)
+        self._pending.append((mean.detach(), var, count))
 
     @torch.no_grad()
     def flush(self):
@@ -153,16 +157,49 @@ def _knn(points, k):
     return dist.topk(k + 1, dim=-1, largest=False, sorted=True).indices
 
 
+class _LinearBatchNorm(torch.autograd.Function):
+    """``BatchNorm(x @ W.T)`` with batch statistics, keeping ``x`` (not ``x @ W.T``) for backward.
+
+    The product is recomputed in backward: for a layer that widens its input, that costs one
+    matrix product and saves keeping a tensor wider than the input. Returns the normalised
+    output and the batch mean and 1 / std (not differentiable).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, gamma, beta, eps):
+        out, mean, invstd = torch.native_batch_norm(x @ weight.T, gamma, beta, None, None, True, 0.0, eps)
+        ctx.save_for_backward(x, weight, gamma, mean, invstd)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, invstd)
+        return out, mean, invstd
+
+    @staticmethod
+    def backward(ctx, grad, _grad_mean, _grad_invstd):
+        x, weight, gamma, mean, invstd = ctx.saved_tensors
+        grad_y, grad_gamma, grad_beta = torch.ops.aten.native_batch_norm_backward(
+            grad, x @ weight.T, gamma, None, None, mean, invstd, True, ctx.eps, [True, True, True]
+        )
+        return grad_y @ weight, grad_y.T @ x, grad_gamma, grad_beta, None
+
+
 class _ConvBN(nn.Sequential):
-    """Pointwise linear layer + BatchNorm over points (+ LeakyReLU), channels last."""
+    """Pointwise linear layer + BatchNorm over points (+ LeakyReLU), channels last.
+
+    A layer that widens its input (``c_out > c_in``) recomputes its product in backward instead of
+    keeping it (:class:`_LinearBatchNorm`) when given 2-D input.
+    """
 
     def __init__(self, c_in, c_out, act=True):
         super().__init__(nn.Linear(c_in, c_out, bias=False), _FunctionalNorm(c_out))
         self.act = act
+        self.recompute = c_out > c_in
 
     def forward(self, x):
         linear, norm = self[0], self[1]
-        if norm.training:
+        if norm.training and self.recompute and x.dim() == 2 and torch.is_grad_enabled():
+            y, mean, invstd = _LinearBatchNorm.apply(x, linear.weight, norm.weight, norm.bias, norm.eps)
+            norm.record(mean, invstd, x.shape[0])
+        elif norm.training:
             y = norm(linear(x))
         else:
             # BatchNorm with running statistics is affine: fold it into the linear map (one pass
@@ -450,11 +487,12 @@ class CurveNetEncoder(nn.Module):
       kernels, so no (clouds, curves, k, channels) candidate tensor is built. Values and
       gradients equal those of the published step-by-step walk (tested against it).
     - In eval mode each pointwise layer's BatchNorm is folded into its linear map.
-    - A checkpointed CIC block keeps only its input for backward and is recomputed there
-      (:func:`torch.utils.checkpoint.checkpoint`, ``use_reentrant=False``); by default only the
-      two blocks of the widest stage, which hold most of the activation memory. BatchNorm running
-      statistics are updated once per forward pass regardless. Outputs and gradients are the
-      same whatever is checkpointed.
+    - Pointwise layers that widen their input keep the input, not their output, for backward
+      and recompute the product there; activations, BatchNorm and residual additions work in
+      place where autograd allows. Optionally (``checkpoint``) whole CIC blocks keep only their
+      input and are recomputed in backward (:func:`torch.utils.checkpoint.checkpoint`,
+      ``use_reentrant=False``). BatchNorm running statistics are updated once per forward pass
+      regardless. Outputs and gradients are the same either way.
 
     Parameters
     ----------
@@ -467,11 +505,12 @@ class CurveNetEncoder(nn.Module):
         in the released code; the walk moves among the ``k`` nearest other points).
     n_points : int, default=478
         Points per cloud (478 for MediaPipe face-mesh landmarks); inputs must have this many.
-    checkpoint : {"last_stage", True, False}, default="last_stage"
-        Which CIC blocks are recomputed in backward instead of keeping their activations: the
-        two blocks of the widest stage (``"last_stage"``), all six (``True``, the least memory)
-        or none (``False``, the fastest). One training step of 16 clips x 16 frames keeps the
-        encoder's process peak under 4 GiB with ``"last_stage"`` on CPU.
+    checkpoint : {False, "last_stage", True}, default=False
+        Which CIC blocks are recomputed in backward instead of keeping their activations: none
+        (``False``, the fastest), the two blocks of the widest stage (``"last_stage"``) or all
+        six (``True``, the least memory). On CPU one training step of 256 clouds (16 clips x
+        16 frames) of the default encoder needs about 3.3 / 3.1 / 2.4 GiB of process memory
+        (``benchmarks/bench_curvenet.py``).
     n_curves : int, default=25
         Curves per cloud in the curve-grouping blocks. The published default walks 50 curves of
         10 steps over 1024 points; 25 keeps that coverage for 478 landmarks at half the cost.
@@ -510,7 +549,7 @@ class CurveNetEncoder(nn.Module):
         out_dim=256,
         k=20,
         n_points=478,
-        checkpoint="last_stage",
+        checkpoint=False,
         n_curves=25,
         curve_length=10,
     ):

@@ -337,3 +337,27 @@ def test_eval_conv_bn_folds_running_statistics_into_the_linear_map(act):
         ref = torch.nn.functional.leaky_relu(ref, 0.2)
     torch.testing.assert_close(layer(x), ref)
     torch.autograd.gradcheck(layer, (x,))
+
+
+@pytest.mark.parametrize("act", [True, False])
+def test_widening_layer_recomputes_its_product_with_the_same_values_and_gradients(act):
+    torch.manual_seed(8)
+    layer = curvenet._ConvBN(4, 9, act=act).double()
+    assert layer.recompute and not curvenet._ConvBN(9, 4).recompute
+    ref = copy.deepcopy(layer)
+    ref.recompute = False
+    x = torch.randn(13, 4, dtype=torch.float64)
+    upstream = torch.randn(13, 9, dtype=torch.float64)
+    results = []
+    for module in (layer, ref):
+        xx = x.clone().requires_grad_()
+        out = module(xx)
+        (out * upstream).sum().backward()
+        (mean, var, count), = module[1]._pending
+        results.append([out.detach(), xx.grad, mean, var, torch.tensor(count)] + [p.grad for p in module.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    torch.autograd.gradcheck(
+        lambda u, w, g, b: curvenet._LinearBatchNorm.apply(u, w, g, b, 1e-5)[0],
+        (x.requires_grad_(), *(t.detach().clone().requires_grad_() for t in (layer[0].weight, layer[1].weight, layer[1].bias))),
+    )
