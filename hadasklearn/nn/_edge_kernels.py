@@ -145,17 +145,16 @@ if numba is not None:
             for i in range(p):
                 if use_max:
                     acc[:] = -np.inf
+                    first_arg[:] = 0
                     for jj in range(k):
                         j = idx[cl, i, jj]
                         for ch in range(c):
-                            acc[ch] = max(acc[ch], scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch])
-                    # the first neighbour reaching the maximum gets the gradient, as torch.max
-                    first_arg[:] = k
-                    for jj in range(k):
-                        j = idx[cl, i, jj]
-                        for ch in range(c):
-                            hit = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch] == acc[ch]
-                            first_arg[ch] = min(first_arg[ch], jj if hit else k)
+                            z = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch]
+                            # selects, not branches (they vectorise); strictly greater, so the
+                            # first neighbour reaching the maximum gets the gradient, as torch.max
+                            better = z > acc[ch]
+                            first_arg[ch] = jj if better else first_arg[ch]
+                            acc[ch] = z if better else acc[ch]
                     for ch in range(c):
                         z = acc[ch]
                         out[cl, i, ch] = z if z > 0 else slope * z
