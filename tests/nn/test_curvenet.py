@@ -287,20 +287,21 @@ def test_turn_factor_and_pick_gradient_kernels_match_torch():
     torch.testing.assert_close(_edge_kernels.pick_gradient(flat, cand, grad), torch.einsum("rkc,rc->rk", flat[cand], grad))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("use_max", [False, True])
 @pytest.mark.parametrize("training", [True, False])
-def test_edge_norm_act_matches_batchnorm_on_materialised_edges(use_max, training):
+def test_edge_norm_act_matches_batchnorm_on_materialised_edges(use_max, training, dtype):
     g = torch.Generator().manual_seed(6)
     n, p, c, k = 3, 9, 4, 4
-    a = torch.randn(n, p, c, generator=g, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(n, p, c, generator=g, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(c, generator=g, dtype=torch.float64, requires_grad=True)  # negative scales too
-    bias = torch.randn(c, generator=g, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(n, p, c, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(n, p, c, generator=g, dtype=dtype, requires_grad=True)
+    weight = torch.randn(c, generator=g, dtype=dtype, requires_grad=True)  # negative scales too
+    bias = torch.randn(c, generator=g, dtype=dtype, requires_grad=True)
     idx = torch.stack([torch.stack([torch.randperm(p, generator=g)[:k] for _ in range(p)]) for _ in range(n)])
-    in_degree = torch.bincount(curvenet._local_flat(idx).reshape(-1), minlength=n * p).view(n, p).double()
-    running_mean = torch.randn(c, generator=g, dtype=torch.float64)
-    running_var = torch.rand(c, generator=g, dtype=torch.float64) + 0.5
-    upstream = torch.randn(n, p, c, generator=g, dtype=torch.float64)
+    in_degree = torch.bincount(curvenet._local_flat(idx).reshape(-1), minlength=n * p).view(n, p).to(dtype)
+    running_mean = torch.randn(c, generator=g, dtype=dtype)
+    running_var = torch.rand(c, generator=g, dtype=dtype) + 0.5
+    upstream = torch.randn(n, p, c, generator=g, dtype=dtype)
     results = []
     for fused in (True, False):
         for t in (a, b, weight, bias):
@@ -316,7 +317,8 @@ def test_edge_norm_act_matches_batchnorm_on_materialised_edges(use_max, training
         (out * upstream).sum().backward()
         results.append([out.detach(), mean.detach(), var.detach(), a.grad, b.grad, weight.grad, bias.grad])
     for got, want in zip(*results):
-        torch.testing.assert_close(got, want)
+        assert got.dtype == want.dtype == dtype
+        torch.testing.assert_close(got, want, atol=1e-4 if dtype == torch.float32 else None, rtol=1e-4 if dtype == torch.float32 else None)
     assert not torch.isnan(results[0][3]).any()
 
 
