@@ -105,8 +105,6 @@ if numba is not None:
                     s += grad[r, ch] * flat[j, ch]
                 out[r, jj] = s
 
-
-
     # ---- BatchNorm over k-NN edges + LeakyReLU + mean/max over neighbours, in edge passes ----
     # An edge (i, j) of cloud ``cl`` carries x = a[cl, j] + b[cl, i] (per channel); its
     # normalised, activated value is leaky(scale * x + shift) with scale = gamma / sigma and

@@ -18,6 +18,12 @@ _CHUNK_FLOATS = 1 << 21
 _NARROW = 8
 
 
+@torch.no_grad()
+def _native_var(invstd, eps):
+    """The biased batch variance from the ``1 / sqrt(var + eps)`` that native BatchNorm returns."""
+    return (invstd.double().pow(-2) - eps).clamp_min(0).to(invstd.dtype)
+
+
 class _FunctionalNorm(nn.Module):
     """BatchNorm whose batch statistics are queued instead of written into the buffers at once.
 
@@ -53,18 +59,16 @@ class _FunctionalNorm(nn.Module):
             # over (points, channels) costed a tenth of a training step on CPU).
             y, mean, invstd = torch.native_batch_norm(flat, self.weight, self.bias, None, None, True, 0.0, self.eps)
             if record:
-                self.record(mean, invstd, flat.numel() // flat.shape[1])
+                self.record(mean, _native_var(invstd, self.eps), flat.numel() // flat.shape[1])
         else:
             y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         if narrow:
             return y.squeeze(0).T.reshape(x.shape)
         return y if x.dim() == 2 else y.view(x.shape)
 
-    @torch.no_grad()
-    def record(self, mean, invstd, count):
-        """Queue batch statistics given as native BatchNorm returns them (mean, 1 / std)."""
-        var = (invstd.double().pow(-2) - self.eps).clamp_min(0).to(mean.dtype)
-        self._pending.append((mean.detach(), var, count))
+    def record(self, mean, var, count):
+        """Queue the batch mean and biased variance of ``count`` values for :meth:`flush`."""
+        self._pending.append((mean.detach(), var.detach(), count))
 
     @torch.no_grad()
     def flush(self):
@@ -98,7 +102,7 @@ class _EdgeNorm(_FunctionalNorm):
             second = (w * ac * ac).sum((0, 1)) + 2 * (bc * sum_ac).sum((0, 1)) + k * (bc * bc).sum((0, 1))
             var = second / n_edges
             mean = mean_a + mean_b
-            self._pending.append((mean.detach(), var.detach(), n_edges))
+            self.record(mean, var, n_edges)
         else:
             mean, var = self.running_mean, self.running_var
         scale = self.weight * torch.rsqrt(var + self.eps)
@@ -111,17 +115,25 @@ def _local_flat(idx):
     return (idx + p * torch.arange(n, device=idx.device).view(n, 1, 1)).reshape(n * p, -1)
 
 
+def _gather_rows(flat, index):
+    """``flat[index]`` for a 2-D ``flat`` and an integer ``index`` of any shape (one index_select)."""
+    return flat.index_select(0, index.reshape(-1)).view(*index.shape, flat.shape[-1])
+
+
+def _neighbours(a, idx):
+    """The (n, P, k, C) features ``a[j]`` of the neighbours ``idx`` of every point."""
+    n, p, c = a.shape
+    return _gather_rows(a.reshape(n * p, c), _local_flat(idx)).view(n, p, -1, c)
+
+
 def _edge_mean_leaky(a, b, idx):
     """``mean_j LeakyReLU(a[j] + b[i])`` over the neighbours ``j`` of every point ``i`` (one chunk)."""
-    n, p, c = a.shape
-    nbr = a.reshape(n * p, c).index_select(0, _local_flat(idx).reshape(-1)).view(n, p, -1, c)
-    return F.leaky_relu(nbr + b.unsqueeze(2), _SLOPE).mean(2)
+    return F.leaky_relu(_neighbours(a, idx) + b.unsqueeze(2), _SLOPE).mean(2)
 
 
 def _neighbour_reduce(a, idx, how):
     """Sum or max of ``a[j]`` over the neighbours ``j`` of every point (one chunk)."""
-    n, p, c = a.shape
-    nbr = a.reshape(n * p, c).index_select(0, _local_flat(idx).reshape(-1)).view(n, p, -1, c)
+    nbr = _neighbours(a, idx)
     return nbr.sum(2) if how == "sum" else nbr.max(2).values
 
 
@@ -198,7 +210,7 @@ class _ConvBN(nn.Sequential):
         linear, norm = self[0], self[1]
         if norm.training and self.recompute and x.dim() == 2 and torch.is_grad_enabled():
             y, mean, invstd = _LinearBatchNorm.apply(x, linear.weight, norm.weight, norm.bias, norm.eps)
-            norm.record(mean, invstd, x.shape[0])
+            norm.record(mean, _native_var(invstd, norm.eps), x.shape[0])
         elif norm.training:
             y = norm(linear(x))
         else:
@@ -229,7 +241,7 @@ class _LPFA(nn.Module):
         self.norm = _EdgeNorm(channels)
 
     def forward(self, points, x, graph, use_checkpoint):
-        idx, flat_sum, in_degree = graph
+        idx, in_degree = graph
         c = points.shape[-1]
         g = self.geometry.weight
         # G [p_i, p_j, p_j - p_i] = (G1 - G3) p_i + (G2 + G3) p_j
@@ -253,7 +265,7 @@ class _LPFA(nn.Module):
                 self.training, norm.eps, _SLOPE, self.initial,
             )
             if self.training:
-                norm._pending.append((mean, var, idx.numel()))
+                norm.record(mean, var, idx.numel())
             return out
         nsum = _chunked(_neighbour_reduce, (a,), idx, "sum") if self.training else None
         a, b = self.norm(a, b, nsum, in_degree, k)
@@ -275,13 +287,11 @@ class _CurveGrouping(nn.Module):
         self.momentum = nn.Linear(2 * channels, 2, bias=False)
         self.momentum_norm = _FunctionalNorm(2)
 
-    def forward(self, x, neighbours, use_checkpoint):
+    def forward(self, x, neighbours):
         att = torch.sigmoid(self.start(x))
         x = x * att
         # Sorted by score, so the order of the curves does not depend on the order of the points.
         start = att.squeeze(-1).topk(self.n_curves, dim=1, sorted=True).indices
-        if use_checkpoint and torch.is_grad_enabled():
-            return _checkpoint(self._walk, x, neighbours, start, use_reentrant=False)
         return self._walk(x, neighbours, start)
 
     def _walk(self, x, neighbours, start):
@@ -293,31 +303,28 @@ class _CurveGrouping(nn.Module):
         # The path (which neighbour every step picks) is found without autograd; with gradients
         # enabled the walk is then replayed along that path, differentiably.
         replay = torch.is_grad_enabled()
+        # The candidates' part of the agent score is one number per point: score points, not
+        # candidates (each walk pass gathers from these).
+        point_score = (flat @ self.agent.weight[:, :c].T).squeeze(-1)
         with torch.no_grad():
-            rows, cands, factors = self._path(flat.detach(), nbr_flat, start_rows, record=not replay)
+            rows, cands, factors = self._path(flat.detach(), point_score.detach(), nbr_flat, start_rows, record=not replay)
         if not replay:
             return flat.index_select(0, rows.reshape(-1)).view(n, self.n_curves, self.curve_length, c)
-        return self._replay(flat, start_rows, rows, cands, factors).view(n, self.n_curves, self.curve_length, c)
-
-    def _weights(self, c):
-        w = self.agent.weight
-        return w[:, :c], w[:, c:]
+        curves = self._replay(flat, point_score, start_rows, rows, cands, factors)
+        return curves.view(n, self.n_curves, self.curve_length, c)
 
     def _blend(self, cur_feat, desc, record):
         """Dynamic momentum: the curve descriptor blends the newest point and the old descriptor."""
         mix = self.momentum_norm(self.momentum(torch.cat((cur_feat, desc), -1)), record).softmax(-1)
         return mix[..., :1] * cur_feat + mix[..., 1:] * desc
 
-    def _score(self, cand_score, desc, w_desc, record):
+    def _score(self, cand_score, desc, record):
         """Normalised agent scores (rows, k) of the candidates, whose own terms are ``cand_score``."""
-        score = cand_score + desc @ w_desc.T
+        score = cand_score + desc @ self.agent.weight[:, desc.shape[-1] :].T
         return self.agent_norm(score.unsqueeze(-1), record).squeeze(-1)
 
-    def _path(self, flat, nbr_flat, start_rows, record):
+    def _path(self, flat, point_score, nbr_flat, start_rows, record):
         """Walk without gradients; return the picked rows (rows, length), candidates and factors."""
-        w_cand, w_desc = self._weights(flat.shape[1])
-        # The candidates' part of the score is one number per point: score points, not candidates.
-        point_score = (flat @ w_cand.T).squeeze(-1)
         cur = start_rows
         desc = flat.index_select(0, cur)
         cur_feat = None
@@ -326,7 +333,7 @@ class _CurveGrouping(nn.Module):
             if step > 0:
                 desc = self._blend(cur_feat, desc, record)
             cand = nbr_flat.index_select(0, cur)  # (rows, k) candidate points
-            score = self._score(point_score.index_select(0, cand.reshape(-1)).view(cand.shape), desc, w_desc, record)
+            score = self._score(point_score.index_select(0, cand.reshape(-1)).view(cand.shape), desc, record)
             if step > 0:
                 # crossover suppression: damp candidates that turn the curve back on itself
                 factor = _turn_factor(flat, cand, cur_feat, desc)
@@ -339,11 +346,9 @@ class _CurveGrouping(nn.Module):
             cands.append(cand)
         return torch.stack(rows, 1), cands, factors
 
-    def _replay(self, flat, start_rows, rows, cands, factors):
+    def _replay(self, flat, point_score, start_rows, rows, cands, factors):
         """The walk along a known path, differentiable: straight-through hard selection."""
         n_rows, c = rows.shape[0], flat.shape[1]
-        w_cand, w_desc = self._weights(c)
-        point_score = (flat @ w_cand.T).squeeze(-1)
         # One gather each for all steps' features and candidate scores (one gradient scatter each).
         visited = torch.cat((start_rows.unsqueeze(1), rows), 1).reshape(-1)
         feats = flat.index_select(0, visited).view(n_rows, -1, c).unbind(1)
@@ -354,7 +359,7 @@ class _CurveGrouping(nn.Module):
         for step in range(self.curve_length):
             if step > 0:
                 desc = self._blend(curves[-1], desc, True)
-            score = self._score(cand_scores[step], desc, w_desc, True)
+            score = self._score(cand_scores[step], desc, True)
             if step > 0:
                 score = score * factors[step - 1]
             prob = score.softmax(-1)
@@ -370,9 +375,8 @@ def _turn_factor(flat, cand, cur, desc):
     """``clamp(1 + cos(cur - desc, flat[cand] - cur), 0, 1)`` per walk row and candidate."""
     if _edge_kernels.fused_available(flat):
         return _edge_kernels.turn_factor(flat, cand, cur, desc, _COS_EPS)
-    nbr = flat.index_select(0, cand.reshape(-1)).view(*cand.shape, -1)
     u = cur - desc
-    v = nbr - cur.unsqueeze(1)
+    v = _gather_rows(flat, cand) - cur.unsqueeze(1)
     dot = (v @ u.unsqueeze(-1)).squeeze(-1)
     cos = dot / (u.norm(dim=-1, keepdim=True).clamp_min(_COS_EPS) * v.norm(dim=-1).clamp_min(_COS_EPS))
     return (1.0 + cos).clamp(0.0, 1.0)
@@ -395,8 +399,7 @@ class _StraightThrough(torch.autograd.Function):
         flat, cand = ctx.saved_tensors
         if _edge_kernels.fused_available(flat):
             return _edge_kernels.pick_gradient(flat, cand, grad), None, None
-        nbr = flat.index_select(0, cand.reshape(-1)).view(*cand.shape, -1)
-        return (nbr @ grad.unsqueeze(-1)).squeeze(-1), None, None
+        return (_gather_rows(flat, cand) @ grad.unsqueeze(-1)).squeeze(-1), None, None
 
 
 class _CurveAggregation(nn.Module):
@@ -448,8 +451,7 @@ class _CIC(nn.Module):
         shortcut = flat if self.shortcut is None else self.shortcut(flat)
         x = self.reduce(flat).view(n, p, -1)
         if self.grouping is not None:
-            # the whole block is already recomputed in backward: no nested checkpoint for the walk
-            x = self.aggregation(x, self.grouping(x, walk_neighbours, False))
+            x = self.aggregation(x, self.grouping(x, walk_neighbours))
         x = self.lpfa(points, x, graph, use_checkpoint)
         return F.leaky_relu_(self.expand(x.flatten(0, 1)).add_(shortcut), _SLOPE).view(n, p, -1)
 
@@ -565,7 +567,7 @@ class CurveNetEncoder(nn.Module):
             raise ValueError(f"k must be smaller than n_points (each point needs k other points), got k={k} with n_points={n_points}; lower k.")
         if n_curves > n_points:
             raise ValueError(f"n_curves must be at most n_points, got n_curves={n_curves} with n_points={n_points}.")
-        if checkpoint not in (True, False, "last_stage") or not isinstance(checkpoint, (bool, str)):
+        if not (isinstance(checkpoint, bool) or checkpoint == "last_stage"):
             raise ValueError(f"checkpoint must be True, False or 'last_stage', got {checkpoint!r}.")
         self.in_coords, self.out_dim, self.k, self.n_points = in_coords, out_dim, k, n_points
         self.checkpoint = checkpoint
@@ -616,7 +618,7 @@ class CurveNetEncoder(nn.Module):
             walk_neighbours = knn[..., 1:]
             n, p = points.shape[:2]
             in_degree = torch.bincount(_local_flat(idx).reshape(-1), minlength=n * p).view(n, p).to(points.dtype)
-        graph = (idx, None, in_degree)
+        graph = (idx, in_degree)
         norms = [m for m in self.modules() if isinstance(m, _FunctionalNorm)]
         for m in norms:
             m._pending = []
