@@ -6,6 +6,8 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ._dropout import HashDropout
+
 __all__ = [
     "FactorizedSpaceTimeTransformer",
     "LandmarkTokenPooling",
@@ -105,17 +107,31 @@ def _key_padding_mask(mask, repeats=1):
     return key_mask
 
 
+def _hash_dropouts(module):
+    """Replace every ``nn.Dropout`` inside ``module`` by a :class:`HashDropout` of the same rate."""
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout:
+            setattr(module, name, HashDropout(child.p))
+        else:
+            _hash_dropouts(child)
+    return module
+
+
 def _blocks(dim, depth, num_heads, mlp_ratio, dropout, drop_path):
     # timm's pre-norm ViT block; qkv without bias as in the published MeshSmileNet transformer.
+    # Its dropouts (same rates, same state_dict) keep no mask for backward and are several times
+    # faster on CPU (see hadasklearn.nn._dropout).
     rates = torch.linspace(0, drop_path, depth).tolist() if depth else []
     return nn.ModuleList(
-        Block(
-            dim,
-            num_heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=False,
-            proj_drop=dropout,
-            drop_path=rate,
+        _hash_dropouts(
+            Block(
+                dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=False,
+                proj_drop=dropout,
+                drop_path=rate,
+            )
         )
         for rate in rates
     )
@@ -258,4 +274,8 @@ class LandmarkTokenPooling(nn.Module):
 
     def forward(self, x):
         """Pool ``(frames, n_landmarks, dim)`` features into ``(frames, n_tokens, dim)`` tokens."""
-        return self.norm(self.pool(x))
+        # The 1x1 convolution as a batched product with the weight broadcast over frames: the same
+        # values, but on CPU about 4x faster forward and 2x faster forward + backward than
+        # Conv1d's kernel for (256 frames, 478 landmarks, 256 features).
+        weight = self.pool.weight.squeeze(-1)
+        return self.norm(torch.bmm(weight.expand(x.shape[0], -1, -1), x))

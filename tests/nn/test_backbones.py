@@ -1,5 +1,6 @@
 """Tests of the landmark backbones (hadasklearn.nn.backbones) and their layers (hadasklearn.nn.layers)."""
 
+import copy
 import functools
 import importlib.util
 
@@ -176,6 +177,27 @@ def test_published_transformer_parameter_counts():
     assert _count(FactorizedSpaceTimeTransformer(256, 6, num_heads=4, mlp_ratio=2.0)) == 3_158_016
     assert _count(MaskedTransformer(256, 3, num_heads=4, mlp_ratio=2.0)) == 1_579_008
     assert _count(LandmarkTokenPooling(478, 32)) == 15_360
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_token_pooling_is_the_published_conv1d_layer(train):
+    # The batched product must equal Conv1d(n_landmarks, n_tokens, 1) + BatchNorm1d, gradients too.
+    torch.manual_seed(0)
+    pool = LandmarkTokenPooling(7, 3).train(train)
+    with torch.no_grad():
+        pool.norm.running_mean.uniform_(-1, 1)
+        pool.norm.running_var.uniform_(0.5, 2)
+    ref = copy.deepcopy(pool)
+    x = torch.randn(5, 7, 4, dtype=torch.float64, requires_grad=True)
+    pool.double(), ref.double()
+    out = pool(x)
+    expected = ref.norm(ref.pool(x))
+    torch.testing.assert_close(out, expected)
+    grads = torch.autograd.grad(out.square().sum(), (x, pool.pool.weight))
+    ref_grads = torch.autograd.grad(expected.square().sum(), (x, ref.pool.weight))
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(pool.norm.running_mean, ref.norm.running_mean)
 
 
 @pytest.mark.skipif(not HAS_CURVENET, reason="no CurveNet encoder")
