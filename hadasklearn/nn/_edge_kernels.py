@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_norm_act", "fused_available", "knn", "pick_gradient", "turn_factor"]
+__all__ = ["edge_norm_act", "fused_available", "knn", "pick_gradient", "turn_factor", "walk_path_eval"]
 
 
 def fused_available(*tensors):
@@ -104,6 +104,82 @@ if numba is not None:
                 for ch in range(c):
                     s += grad[r, ch] * flat[j, ch]
                 out[r, jj] = s
+
+    # ---- the curve walk's path search with running statistics (eval), all steps per row ----
+    # Each walk row (one curve) runs all its steps before the next row starts; rows are ordered
+    # by cloud, so a cloud's features stay in cache for its curves' whole walks (the walk's
+    # candidate gathers are otherwise bound by memory latency). With batch statistics (training)
+    # the rows are coupled at every step and the torch walk runs instead.
+
+    # Reassociation lets the channel sums vectorise (no assumptions about NaN or infinity).
+    _REASSOC = {"reassoc", "contract", "nsz", "arcp"}
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _walk_eval_rows(flat, point_score, nbr, start, w_desc, w_mom, m_scale, m_shift, a_scale, a_shift, eps,
+                        rows_out, cands_out, factors_out, first, stop):
+        c, k, length = flat.shape[1], nbr.shape[1], rows_out.shape[1]
+        zero = flat.dtype.type(0)
+        desc = np.empty(c, dtype=flat.dtype)
+        cur_feat = np.empty(c, dtype=flat.dtype)
+        u = np.empty(c, dtype=flat.dtype)
+        z = np.empty(k, dtype=flat.dtype)
+        for r in range(first, stop):
+            cur = start[r]
+            for ch in range(c):
+                desc[ch] = flat[cur, ch]
+                cur_feat[ch] = flat[cur, ch]
+            for step in range(length):
+                turn = step > 0
+                if turn:
+                    # dynamic momentum: softmax of the two normalised logits mixes point and descriptor
+                    l0, l1 = zero, zero
+                    for ch in range(c):
+                        l0 += cur_feat[ch] * w_mom[0, ch] + desc[ch] * w_mom[0, c + ch]
+                        l1 += cur_feat[ch] * w_mom[1, ch] + desc[ch] * w_mom[1, c + ch]
+                    z0, z1 = l0 * m_scale[0] + m_shift[0], l1 * m_scale[1] + m_shift[1]
+                    top = max(z0, z1)
+                    e0, e1 = np.exp(z0 - top), np.exp(z1 - top)
+                    w0, w1 = e0 / (e0 + e1), e1 / (e0 + e1)
+                    for ch in range(c):
+                        desc[ch] = w0 * cur_feat[ch] + w1 * desc[ch]
+                d = zero
+                uu = zero
+                for ch in range(c):
+                    d += desc[ch] * w_desc[ch]
+                    u[ch] = cur_feat[ch] - desc[ch]
+                    uu += u[ch] * u[ch]
+                u_norm = max(np.sqrt(uu), eps)
+                top = -np.inf
+                for jj in range(k):
+                    q = nbr[cur, jj]
+                    cands_out[step, r, jj] = q
+                    zj = (point_score[q] + d) * a_scale + a_shift
+                    if turn:  # crossover suppression from the second step on
+                        dot = zero
+                        vv = zero
+                        for ch in range(c):
+                            v = flat[q, ch] - cur_feat[ch]
+                            dot += u[ch] * v
+                            vv += v * v
+                        f = min(max(1.0 + dot / (u_norm * max(np.sqrt(vv), eps)), 0.0), 1.0)
+                        factors_out[step - 1, r, jj] = f
+                        zj = zj * f
+                    z[jj] = zj
+                    top = max(top, zj)
+                total = zero
+                for jj in range(k):
+                    z[jj] = np.exp(z[jj] - top)
+                    total += z[jj]
+                # argmax of the softmax (not of the scores), the first one on ties, as torch
+                best, best_p = 0, z[0] / total
+                for jj in range(1, k):
+                    pj = z[jj] / total
+                    if pj > best_p:
+                        best, best_p = jj, pj
+                cur = cands_out[step, r, best]
+                rows_out[r, step] = cur
+                for ch in range(c):
+                    cur_feat[ch] = flat[cur, ch]
 
     # ---- BatchNorm over k-NN edges + LeakyReLU + mean/max over neighbours, in edge passes ----
     # An edge (i, j) of cloud ``cl`` carries x = a[cl, j] + b[cl, i] (per channel); its
@@ -237,6 +313,8 @@ _MIN_CLOUDS_PER_THREAD = 32
 # A walk step handles one row per curve (clouds x curves rows, k candidates each); split its rows
 # over threads only when each thread gets this many.
 _MIN_ROWS_PER_THREAD = 2048
+# A whole walk (all steps) costs about 10x a step per row: split from this many rows per thread.
+_MIN_WALK_ROWS_PER_THREAD = 1024
 
 
 def _over_clouds(kernel, n, *args, min_per_thread=None):
@@ -295,6 +373,59 @@ def pick_gradient(flat, cand, grad):
     _over_clouds(_pick_gradient_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), grad_.numpy(), out.numpy(),
                  min_per_thread=_MIN_ROWS_PER_THREAD)
     return out
+
+
+def walk_path_eval(flat, point_score, nbr, start, length, w_desc, w_momentum, agent_affine, momentum_affine, eps=1e-8):
+    """CurveNet's curve walk with fixed (running-statistics) BatchNorms, without gradients.
+
+    Parameters
+    ----------
+    flat : (points, channels) float tensor
+        Point features (of all clouds, flattened).
+    point_score : (points,) tensor
+        Each point's own term of the agent score (its features times the agent's first half).
+    nbr : (points, k) int64 tensor
+        Every point's walk candidates, as rows of ``flat``.
+    start : (rows,) int64 tensor
+        The first point of every curve (walk row); rows ordered by cloud run fastest.
+    length : int
+        Steps per curve.
+    w_desc : (channels,) tensor
+        The agent weight's descriptor half.
+    w_momentum : (2, 2 * channels) tensor
+        The dynamic-momentum weight (point half, descriptor half).
+    agent_affine, momentum_affine : (scale, shift) pairs of tensors
+        The agent (1 channel) and momentum (2 channels) BatchNorms as affine maps.
+    eps : float
+        Norm floor of the crossover-suppression cosine.
+
+    Returns
+    -------
+    rows : (rows, length) int64 tensor
+        The point picked at every step.
+    cands : (length, rows, k) int64 tensor
+        Every step's candidates.
+    factors : (length - 1, rows, k) tensor
+        The crossover-suppression factors of steps 1, 2, ...
+
+    Equal to the step-by-step torch walk of :class:`hadasklearn.nn.curvenet._CurveGrouping` in
+    eval mode up to float round-off (so exact ties between candidates may break differently).
+    CPU float tensors only (see :func:`fused_available`).
+    """
+    flat_ = flat.detach().contiguous()
+    fl = flat_.numpy()
+    dt = fl.dtype
+    as_np = lambda t: t.detach().to(flat_.dtype).contiguous().numpy()
+    starts = start.contiguous().numpy()
+    n_rows, k = starts.shape[0], nbr.shape[1]
+    rows = np.empty((n_rows, length), dtype=np.int64)
+    cands = np.empty((length, n_rows, k), dtype=np.int64)
+    factors = np.empty((max(length - 1, 1), n_rows, k), dtype=dt)
+    (a_scale, a_shift), (m_scale, m_shift) = agent_affine, momentum_affine
+    _over_clouds(_walk_eval_rows, n_rows, fl, as_np(point_score), nbr.contiguous().numpy(), starts, as_np(w_desc),
+                 as_np(w_momentum), as_np(m_scale), as_np(m_shift), dt.type(a_scale.item()), dt.type(a_shift.item()),
+                 dt.type(eps), rows, cands, factors, min_per_thread=_MIN_WALK_ROWS_PER_THREAD)
+    return torch.from_numpy(rows), torch.from_numpy(cands), torch.from_numpy(factors[: length - 1])
 
 
 class _EdgeNormAct(torch.autograd.Function):

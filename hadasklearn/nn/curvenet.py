@@ -330,6 +330,8 @@ class _CurveGrouping(nn.Module):
 
     def _path(self, flat, point_score, nbr_flat, start_rows, record):
         """Walk without gradients; return the picked rows (rows, length), candidates and factors."""
+        if not self.training and _edge_kernels.fused_available(flat):
+            return self._fused_eval_path(flat, point_score, nbr_flat, start_rows)
         cur = start_rows
         desc = flat.index_select(0, cur)
         cur_feat = None
@@ -350,6 +352,20 @@ class _CurveGrouping(nn.Module):
             rows.append(cur)
             cands.append(cand)
         return torch.stack(rows, 1), cands, factors
+
+    def _fused_eval_path(self, flat, point_score, nbr_flat, start_rows):
+        """:meth:`_path` with running statistics, all steps of a curve in one compiled kernel."""
+        c = flat.shape[1]
+
+        def affine(norm):
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            return scale, norm.bias - norm.running_mean * scale
+
+        rows, cands, factors = _edge_kernels.walk_path_eval(
+            flat, point_score, nbr_flat, start_rows, self.curve_length, self.agent.weight[0, c:],
+            self.momentum.weight, affine(self.agent_norm), affine(self.momentum_norm), _COS_EPS,
+        )
+        return rows, list(cands.unbind(0)), list(factors.unbind(0))
 
     def _replay(self, flat, point_score, start_rows, rows, cands, factors):
         """The walk along a known path, differentiable: straight-through hard selection."""

@@ -273,6 +273,35 @@ def test_walk_matches_the_published_step_by_step_walk(monkeypatch, fused, train)
         torch.testing.assert_close(group._walk(x, curvenet._local_flat(neighbours), start), r_out)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_eval_walk_matches_the_torch_walk(monkeypatch, dtype):
+    """Eval mode: the one-kernel walk finds the same path, candidates and factors as the torch steps."""
+    torch.manual_seed(6)
+    group = curvenet._CurveGrouping(16, n_curves=12, curve_length=6).to(dtype).eval()
+    with torch.no_grad():  # non-trivial running statistics
+        for norm in (group.agent_norm, group.momentum_norm):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    g = torch.Generator().manual_seed(7)
+    n, p = 40, 60
+    flat = torch.randn(n * p, 16, generator=g, dtype=dtype)
+    nbr = curvenet._local_flat(curvenet._knn(torch.randn(n, p, 3, generator=g, dtype=torch.float64), 8)[..., 1:])
+    start = (torch.randint(0, p, (n, 12), generator=g) + p * torch.arange(n).view(n, 1)).reshape(-1)
+    point_score = flat @ group.agent.weight[0, :16]
+    with torch.no_grad():
+        rows, cands, factors = group._path(flat, point_score, nbr, start, False)
+        monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: False)
+        r_rows, r_cands, r_factors = group._path(flat, point_score, nbr, start, False)
+    assert len(cands) == 6 and len(factors) == 5
+    assert torch.equal(rows, r_rows)
+    for a, b in zip(cands, r_cands):
+        assert torch.equal(a, b)
+    for a, b in zip(factors, r_factors):
+        torch.testing.assert_close(a, b)
+
+
 def test_turn_factor_and_pick_gradient_kernels_match_torch():
     g = torch.Generator().manual_seed(5)
     flat = torch.randn(40, 7, generator=g, dtype=torch.float64)
