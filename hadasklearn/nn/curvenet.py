@@ -214,14 +214,23 @@ class _ConvBN(nn.Sequential):
         elif norm.training:
             y = norm(linear(x))
         else:
-            # BatchNorm with running statistics is affine: fold it into the linear map (one pass
-            # over the points instead of two).
-            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
             # the shift added in place: addmm would first copy it into every output row
-            y = F.linear(x, linear.weight * scale.unsqueeze(1)).add_(norm.bias - norm.running_mean * scale)
+            weight, shift = self.folded()
+            y = F.linear(x, weight).add_(shift)
         # In place: BatchNorm keeps its input for backward, not its output, and LeakyReLU's
         # backward works from its output (slope > 0); one (points, channels) tensor fewer.
         return F.leaky_relu_(y, _SLOPE) if self.act else y
+
+
+    def folded(self):
+        """``(weight, shift)`` with ``x @ weight.T + shift`` = the layer before its activation, in eval mode.
+
+        BatchNorm with running statistics is affine, so it folds into the linear map (one pass over
+        the points instead of two).
+        """
+        linear, norm = self[0], self[1]
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        return linear.weight * scale.unsqueeze(1), norm.bias - norm.running_mean * scale
 
 
 class _LPFA(nn.Module):
@@ -474,6 +483,13 @@ class _CIC(nn.Module):
         if self.grouping is not None:
             x = self.aggregation(x, self.grouping(x, walk_rows))
         x = self.lpfa(points, x, graph, use_checkpoint)
+        if not (self.training or torch.is_grad_enabled()):
+            # Inference: the expansion is accumulated into the shortcut's output, or into this
+            # block's own input (used only for the residual from here on), instead of into a new
+            # (points, c_out) tensor that is then added.
+            weight, shift = self.expand.folded()
+            out = shortcut.addmm_(x.flatten(0, 1), weight.T).add_(shift)
+            return F.leaky_relu_(out, _SLOPE).view(n, p, -1)
         return F.leaky_relu_(self.expand(x.flatten(0, 1)).add_(shortcut), _SLOPE).view(n, p, -1)
 
 

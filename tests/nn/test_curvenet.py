@@ -370,6 +370,29 @@ def test_eval_conv_bn_folds_running_statistics_into_the_linear_map(act):
     torch.autograd.gradcheck(layer, (x,))
 
 
+@pytest.mark.parametrize("c_in, c_out", [(8, 8), (8, 16)])
+def test_inference_block_accumulates_in_place_with_the_same_values(c_in, c_out):
+    """Without autograd an eval CIC block adds its expansion into the shortcut (or its input)."""
+    torch.manual_seed(9)
+    block = curvenet._CIC(3, c_in, c_out, 2, (4, 3)).double()
+    for m in block.modules():
+        if isinstance(m, curvenet._FunctionalNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    block.eval()
+    g = torch.Generator().manual_seed(10)
+    points = torch.randn(3, P, 3, generator=g, dtype=torch.float64)
+    knn = curvenet._knn(points, K)
+    idx = knn[..., :K].contiguous()
+    in_degree = torch.bincount(curvenet._local_flat(idx).reshape(-1), minlength=3 * P).view(3, P).double()
+    walk_rows = curvenet._local_flat(knn[..., 1:])
+    x = torch.randn(3, P, c_in, generator=g, dtype=torch.float64)
+    expected = block(points, x.clone().requires_grad_(), (idx, in_degree), walk_rows, False)  # the autograd path
+    with torch.inference_mode():
+        got = block(points, x.clone(), (idx, in_degree), walk_rows, False)
+    torch.testing.assert_close(got, expected.detach())
+
+
 @pytest.mark.parametrize("act", [True, False])
 def test_widening_layer_recomputes_its_product_with_the_same_values_and_gradients(act):
     torch.manual_seed(8)
