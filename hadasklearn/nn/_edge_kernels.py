@@ -118,11 +118,10 @@ if numba is not None:
     def _walk_eval_rows(flat, point_score, nbr, start, w_desc, w_mom, m_scale, m_shift, a_scale, a_shift, eps,
                         rows_out, cands_out, factors_out, first, stop):
         c, k, length = flat.shape[1], nbr.shape[1], rows_out.shape[1]
-        zero = flat.dtype.type(0)
+        zero, one = flat.dtype.type(0), flat.dtype.type(1)
         desc = np.empty(c, dtype=flat.dtype)
         cur_feat = np.empty(c, dtype=flat.dtype)
         u = np.empty(c, dtype=flat.dtype)
-        z = np.empty(k, dtype=flat.dtype)
         for r in range(first, stop):
             cur = start[r]
             for ch in range(c):
@@ -149,7 +148,7 @@ if numba is not None:
                     u[ch] = cur_feat[ch] - desc[ch]
                     uu += u[ch] * u[ch]
                 u_norm = max(np.sqrt(uu), eps)
-                top = -np.inf
+                best, top = 0, -np.inf
                 for jj in range(k):
                     q = nbr[cur, jj]
                     cands_out[step, r, jj] = q
@@ -161,21 +160,12 @@ if numba is not None:
                             v = flat[q, ch] - cur_feat[ch]
                             dot += u[ch] * v
                             vv += v * v
-                        f = min(max(1.0 + dot / (u_norm * max(np.sqrt(vv), eps)), 0.0), 1.0)
+                        f = min(max(1 + dot / (u_norm * max(np.sqrt(vv), eps)), zero), one)
                         factors_out[step - 1, r, jj] = f
                         zj = zj * f
-                    z[jj] = zj
-                    top = max(top, zj)
-                total = zero
-                for jj in range(k):
-                    z[jj] = np.exp(z[jj] - top)
-                    total += z[jj]
-                # argmax of the softmax (not of the scores), the first one on ties, as torch
-                best, best_p = 0, z[0] / total
-                for jj in range(1, k):
-                    pj = z[jj] / total
-                    if pj > best_p:
-                        best, best_p = jj, pj
+                    # the argmax of the scores is the softmax's (monotone), the first one on ties
+                    if zj > top:
+                        best, top = jj, zj
                 cur = cands_out[step, r, best]
                 rows_out[r, step] = cur
                 for ch in range(c):
@@ -409,7 +399,9 @@ def walk_path_eval(flat, point_score, nbr, start, length, w_desc, w_momentum, ag
         The crossover-suppression factors of steps 1, 2, ...
 
     Equal to the step-by-step torch walk of :class:`hadasklearn.nn.curvenet._CurveGrouping` in
-    eval mode up to float round-off (so exact ties between candidates may break differently).
+    eval mode up to float round-off. The pick is the argmax of the scores, which is the argmax of
+    their softmax (the walk's formulation) except between scores so close that their
+    exponentials round to the same value.
     CPU float tensors only (see :func:`fused_available`).
     """
     flat_ = flat.detach().contiguous()
