@@ -484,7 +484,8 @@ def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var,
     ``idx[:, i]``: ``mean_j leaky(gamma (x - mu) / sigma + beta)`` (``use_max=False``) or
     ``leaky(max_j (gamma (x - mu) / sigma + beta))``. With ``training=True`` ``mu`` and
     ``sigma**2`` are the mean and biased variance over all edges (exact, two passes), otherwise
-    the running statistics. ``in_degree``: (clouds, points) how often each point is a neighbour.
+    the running statistics. ``in_degree``: (clouds, points) how often each point is a neighbour
+    (read in training only; may be ``None`` otherwise).
     No (clouds, points, k, channels) tensor is built, forward or backward.
 
     Returns ``(out, mean, var)``; ``out`` is differentiable in ``a``, ``b``, ``weight`` and

@@ -656,7 +656,10 @@ class CurveNetEncoder(nn.Module):
             # the walk's candidates (the k nearest other points) as rows of the flattened batch
             walk_rows = _local_flat(knn[..., 1:])
             n, p = points.shape[:2]
-            in_degree = torch.bincount(_local_flat(idx).reshape(-1), minlength=n * p).view(n, p).to(points.dtype)
+            # how often each point is a neighbour: only the edge BatchNorms' batch statistics use it
+            in_degree = None
+            if self.training:
+                in_degree = torch.bincount(_local_flat(idx).reshape(-1), minlength=n * p).view(n, p).to(points.dtype)
         graph = (idx, in_degree)
         norms = [m for m in self.modules() if isinstance(m, _FunctionalNorm)]
         for m in norms:
