@@ -524,8 +524,11 @@ class CurveNetEncoder(nn.Module):
       The candidates' part of the agent score is computed once per point, and the
       straight-through selection's gradient and the crossover-suppression factor come from
       kernels, so no (clouds, curves, k, channels) candidate tensor is built. Values and
-      gradients equal those of the published step-by-step walk (tested against it).
-    - In eval mode each pointwise layer's BatchNorm is folded into its linear map.
+      gradients equal those of the published step-by-step walk (tested against it). In eval
+      mode (running statistics, so the curves are independent) each curve's whole walk is one
+      compiled kernel call, curve after curve, so a cloud's features stay in cache.
+    - In eval mode each pointwise layer's BatchNorm is folded into its linear map; without
+      autograd a block's expansion is accumulated into its shortcut (or its own input) in place.
     - Pointwise layers that widen their input keep the input, not their output, for backward
       and recompute the product there; activations, BatchNorm and residual additions work in
       place where autograd allows. Optionally (``checkpoint``) whole CIC blocks keep only their
@@ -548,7 +551,7 @@ class CurveNetEncoder(nn.Module):
         Which CIC blocks are recomputed in backward instead of keeping their activations: none
         (``False``, the fastest), the two blocks of the widest stage (``"last_stage"``) or all
         six (``True``, the least memory). On CPU one training step of 256 clouds (16 clips x
-        16 frames) of the default encoder needs about 3.3 / 3.1 / 2.4 GiB of process memory
+        16 frames) of the default encoder needs about 3.0 / 3.0 / 2.4 GiB of process memory
         (``benchmarks/bench_curvenet.py``).
     n_curves : int, default=25
         Curves per cloud in the curve-grouping blocks. The published default walks 50 curves of
