@@ -111,7 +111,7 @@ if numba is not None:
     # candidate gathers are otherwise bound by memory latency). With batch statistics (training)
     # the rows are coupled at every step and the torch walk runs instead.
 
-    # Reassociation lets the channel sums vectorise (no assumptions about NaN or infinity).
+    # Reassociation allows the channel sums to vectorise (no assumptions about NaN or infinity).
     _REASSOC = {"reassoc", "contract", "nsz", "arcp"}
 
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
@@ -377,7 +377,8 @@ def walk_path_eval(flat, point_score, nbr, start, length, w_desc, w_momentum, ag
     nbr : (points, k) int64 tensor
         Every point's walk candidates, as rows of ``flat``.
     start : (rows,) int64 tensor
-        The first point of every curve (walk row); rows ordered by cloud run fastest.
+        The first point of every curve (walk row). Keeping the rows of a cloud together (as the
+        encoder does) keeps that cloud's features in cache.
     length : int
         Steps per curve.
     w_desc : (channels,) tensor

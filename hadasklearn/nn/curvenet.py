@@ -66,6 +66,11 @@ class _FunctionalNorm(nn.Module):
             return y.squeeze(0).T.reshape(x.shape)
         return y if x.dim() == 2 else y.view(x.shape)
 
+    def affine(self):
+        """``(scale, shift)``: normalisation with the running statistics is ``x * scale + shift``."""
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return scale, self.bias - self.running_mean * scale
+
     def record(self, mean, var, count):
         """Queue the batch mean and biased variance of ``count`` values for :meth:`flush`."""
         self._pending.append((mean.detach(), var.detach(), count))
@@ -221,16 +226,14 @@ class _ConvBN(nn.Sequential):
         # backward works from its output (slope > 0); one (points, channels) tensor fewer.
         return F.leaky_relu_(y, _SLOPE) if self.act else y
 
-
     def folded(self):
         """``(weight, shift)`` with ``x @ weight.T + shift`` = the layer before its activation, in eval mode.
 
         BatchNorm with running statistics is affine, so it folds into the linear map (one pass over
         the points instead of two).
         """
-        linear, norm = self[0], self[1]
-        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-        return linear.weight * scale.unsqueeze(1), norm.bias - norm.running_mean * scale
+        scale, shift = self[1].affine()
+        return self[0].weight * scale.unsqueeze(1), shift
 
 
 class _LPFA(nn.Module):
@@ -365,14 +368,9 @@ class _CurveGrouping(nn.Module):
     def _fused_eval_path(self, flat, point_score, nbr_flat, start_rows):
         """:meth:`_path` with running statistics, all steps of a curve in one compiled kernel."""
         c = flat.shape[1]
-
-        def affine(norm):
-            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-            return scale, norm.bias - norm.running_mean * scale
-
         rows, cands, factors = _edge_kernels.walk_path_eval(
             flat, point_score, nbr_flat, start_rows, self.curve_length, self.agent.weight[0, c:],
-            self.momentum.weight, affine(self.agent_norm), affine(self.momentum_norm), _COS_EPS,
+            self.momentum.weight, self.agent_norm.affine(), self.momentum_norm.affine(), _COS_EPS,
         )
         return rows, list(cands.unbind(0)), list(factors.unbind(0))
 
