@@ -36,6 +36,8 @@ if numba is not None:
         dist = np.empty(p)
         best = np.empty(k)
         order = np.empty(k, dtype=np.int64)
+        cand = np.empty(p, dtype=np.int64)
+        radius = np.empty(p)  # the k-th nearest distance (not squared) of the points done so far
         for cloud in range(first, stop):
             pts = points[cloud]
             for i in range(p):
@@ -49,12 +51,29 @@ if numba is not None:
                         for c in range(d):
                             s += (pts[j, c] - pts[i, c]) ** 2
                         dist[j] = s
-                # The k nearest other points by insertion into a sorted list; ties keep the
-                # lower index first.
-                filled = 0
+                # An upper bound of the k-th nearest distance (triangle inequality): the k nearest
+                # points of m, the nearest point already done, lie within |im| + r_k(m) of i. The
+                # relative slack covers rounding; a loose bound only costs time.
+                bound = np.inf
+                if i > 0:
+                    m, dm = 0, dist[0]
+                    for j in range(1, i):
+                        if dist[j] < dm:
+                            m, dm = j, dist[j]
+                    r = np.sqrt(dm) + radius[m]
+                    bound = r * r * (1.0 + 1e-9)
+                # Branch-free compaction of the candidates within the bound, then the k nearest by
+                # insertion into a sorted list (candidates in index order, so ties keep the lower
+                # index first). Branches per point, not per candidate, made this 2x faster.
+                n = 0
                 for j in range(p):
+                    cand[n] = j
+                    n += (dist[j] <= bound) & (j != i)
+                filled = 0
+                for q in range(n):
+                    j = cand[q]
                     v = dist[j]
-                    if j == i or (filled == k and v >= best[k - 1]):
+                    if filled == k and v >= best[k - 1]:
                         continue
                     pos = filled if filled < k else k - 1
                     while pos > 0 and best[pos - 1] > v:
@@ -65,6 +84,7 @@ if numba is not None:
                     order[pos] = j
                     if filled < k:
                         filled += 1
+                radius[i] = np.sqrt(best[k - 1])
                 out[cloud, i, 0] = i
                 for m in range(k):
                     out[cloud, i, m + 1] = order[m]

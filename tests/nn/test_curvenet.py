@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -166,6 +167,40 @@ def test_knn_puts_self_first_even_for_duplicates(monkeypatch, fused):
     idx = curvenet._knn(pts, 3)
     assert torch.equal(idx[0, :, 0], torch.arange(6))
     assert all(len(set(row.tolist())) == 4 for row in idx[0])  # k distinct other points
+
+
+def _reference_knn(pts, k):
+    """Brute force: the k nearest others of every point by (squared distance, index)."""
+    pts = pts.double().numpy()
+    out = []
+    for cloud in pts:
+        d = ((cloud[None, :, :] - cloud[:, None, :]) ** 2).sum(-1)
+        rows = []
+        for i, row in enumerate(d):
+            others = [j for j in np.lexsort((np.arange(len(row)), row)) if j != i]
+            rows.append([i] + others[:k])
+        out.append(rows)
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("kind", ["normal", "grid", "duplicates", "frames", "plane2d"])
+def test_compiled_knn_is_the_exact_k_nearest_with_lower_index_ties(kind):
+    """The bound-pruned selection returns exactly the brute-force neighbours, ties included."""
+    g = torch.Generator().manual_seed(11)
+    if kind == "normal":
+        pts = torch.randn(4, 60, 3, generator=g, dtype=torch.float64)
+    elif kind == "grid":  # many exactly equal distances
+        pts = torch.randint(0, 3, (4, 60, 3), generator=g).double()
+    elif kind == "duplicates":  # repeated points and an all-zero (padded) cloud
+        pts = torch.randn(4, 60, 3, generator=g, dtype=torch.float64)
+        pts[:, 30:] = pts[:, :30]
+        pts[1] = 0
+    elif kind == "frames":  # consecutive frames of one face: nearly the same cloud
+        pts = torch.randn(1, 60, 3, generator=g, dtype=torch.float64) + 1e-3 * torch.randn(4, 60, 3, generator=g, dtype=torch.float64)
+    else:
+        pts = torch.randn(4, 60, 2, generator=g, dtype=torch.float64)
+    for k in (1, 7, 59):
+        assert torch.equal(_edge_kernels.knn(pts, k), _reference_knn(pts, k)), k
 
 
 @pytest.mark.parametrize("coords", [2, 3])
