@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._threads import map_ranges
-from ._edge_kernels import fused_available, numba
+from ._edge_kernels import _split_rows, fused_available, numba
 
 __all__ = ["HashDropout", "hash_dropout"]
 
@@ -49,13 +48,7 @@ def _apply_mask(x, seed, p):
     xs, os_ = flat.numpy(), out.numpy()
     threshold = np.uint64(min(round(p * 2.0**32), 2**32))
     scale = xs.dtype.type(1.0 / (1.0 - p))
-    n = flat.numel()
-    n_threads = max(1, min(torch.get_num_threads(), n // _MIN_PER_THREAD))
-    map_ranges(
-        lambda first, stop: _mask_range(xs, os_, seed, threshold, scale, first, stop),
-        np.linspace(0, n, n_threads + 1),
-        n_threads,
-    )
+    _split_rows(_mask_range, flat.numel(), xs, os_, seed, threshold, scale, min_per_thread=_MIN_PER_THREAD)
     return out.view(x.shape)
 
 

@@ -90,28 +90,37 @@ if numba is not None:
                     out[cloud, i, m + 1] = order[m]
 
 
-    # fastmath lets the channel sums vectorise (reassociated, so not bit-equal to a torch sum)
-    @numba.njit(nogil=True, cache=True, fastmath=True)
+    # Reassociation lets the channel sums vectorise (so they are not bit-equal to a torch sum);
+    # no assumptions about NaN or infinity.
+    _REASSOC = {"reassoc", "contract", "nsz", "arcp"}
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _curve_direction(cur, desc, u, eps):
+        """``u = cur - desc`` (written into ``u``); returns ``max(|u|, eps)``."""
+        uu = u.dtype.type(0)  # accumulate in the data's precision, as torch does
+        for ch in range(u.shape[0]):
+            u[ch] = cur[ch] - desc[ch]
+            uu += u[ch] * u[ch]
+        return max(np.sqrt(uu), eps)
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _turn(candidate, cur, u, u_norm, eps):
+        """``clamp(1 + cos(u, candidate - cur), 0, 1)``, the crossover-suppression factor."""
+        dot = u.dtype.type(0)
+        vv = u.dtype.type(0)
+        for ch in range(u.shape[0]):
+            v = candidate[ch] - cur[ch]
+            dot += u[ch] * v
+            vv += v * v
+        return min(max(1.0 + dot / (u_norm * max(np.sqrt(vv), eps)), 0.0), 1.0)
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
     def _turn_factor_rows(flat, cand, cur, desc, eps, out, first, stop):
-        k, c = cand.shape[1], flat.shape[1]
-        u = np.empty(c, dtype=flat.dtype)
-        zero = flat.dtype.type(0)  # accumulate in the data's precision, as torch does
+        u = np.empty(flat.shape[1], dtype=flat.dtype)
         for r in range(first, stop):
-            uu = zero
-            for ch in range(c):
-                u[ch] = cur[r, ch] - desc[r, ch]
-                uu += u[ch] * u[ch]
-            u_norm = max(np.sqrt(uu), eps)
-            for jj in range(k):
-                j = cand[r, jj]
-                dot = zero
-                vv = zero
-                for ch in range(c):
-                    v = flat[j, ch] - cur[r, ch]
-                    dot += u[ch] * v
-                    vv += v * v
-                f = 1.0 + dot / (u_norm * max(np.sqrt(vv), eps))
-                out[r, jj] = min(max(f, 0.0), 1.0)
+            u_norm = _curve_direction(cur[r], desc[r], u, eps)
+            for jj in range(cand.shape[1]):
+                out[r, jj] = _turn(flat[cand[r, jj]], cur[r], u, u_norm, eps)
 
     @numba.njit(nogil=True, cache=True, fastmath=True)
     def _pick_gradient_rows(flat, cand, grad, out, first, stop):
@@ -131,14 +140,11 @@ if numba is not None:
     # candidate gathers are otherwise bound by memory latency). With batch statistics (training)
     # the rows are coupled at every step and the torch walk runs instead.
 
-    # Reassociation allows the channel sums to vectorise (no assumptions about NaN or infinity).
-    _REASSOC = {"reassoc", "contract", "nsz", "arcp"}
-
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
     def _walk_eval_rows(flat, point_score, nbr, start, w_desc, w_mom, m_scale, m_shift, a_scale, a_shift, eps,
                         rows_out, cands_out, factors_out, first, stop):
         c, k, length = flat.shape[1], nbr.shape[1], rows_out.shape[1]
-        zero, one = flat.dtype.type(0), flat.dtype.type(1)
+        zero = flat.dtype.type(0)
         desc = np.empty(c, dtype=flat.dtype)
         cur_feat = np.empty(c, dtype=flat.dtype)
         u = np.empty(c, dtype=flat.dtype)
@@ -162,25 +168,16 @@ if numba is not None:
                     for ch in range(c):
                         desc[ch] = w0 * cur_feat[ch] + w1 * desc[ch]
                 d = zero
-                uu = zero
                 for ch in range(c):
                     d += desc[ch] * w_desc[ch]
-                    u[ch] = cur_feat[ch] - desc[ch]
-                    uu += u[ch] * u[ch]
-                u_norm = max(np.sqrt(uu), eps)
+                u_norm = _curve_direction(cur_feat, desc, u, eps)
                 best, top = 0, -np.inf
                 for jj in range(k):
                     q = nbr[cur, jj]
                     cands_out[step, r, jj] = q
                     zj = (point_score[q] + d) * a_scale + a_shift
                     if turn:  # crossover suppression from the second step on
-                        dot = zero
-                        vv = zero
-                        for ch in range(c):
-                            v = flat[q, ch] - cur_feat[ch]
-                            dot += u[ch] * v
-                            vv += v * v
-                        f = min(max(1 + dot / (u_norm * max(np.sqrt(vv), eps)), zero), one)
+                        f = _turn(flat[q], cur_feat, u, u_norm, eps)
                         factors_out[step - 1, r, jj] = f
                         zj = zj * f
                     # the argmax of the scores is the softmax's (monotone), the first one on ties
@@ -327,10 +324,11 @@ _MIN_ROWS_PER_THREAD = 2048
 _MIN_WALK_ROWS_PER_THREAD = 1024
 
 
-def _over_clouds(kernel, n, *args, min_per_thread=None):
-    """Run ``kernel(*args, first, stop)`` over blocks of the ``n`` clouds on torch's thread count.
+def _split_rows(kernel, n, *args, min_per_thread=None):
+    """Run ``kernel(*args, first, stop)`` over blocks of ``n`` rows (clouds, walk rows, elements)
+    on torch's thread count, each thread getting at least ``min_per_thread`` rows (default: clouds).
 
-    Every cloud is written by exactly one block, so the blocks never race; the kernels release
+    Every row is written by exactly one block, so the blocks never race; the kernels release
     the GIL, so Python threads run them in parallel.
     """
     # Small batches (inference on one clip) run inline: handing a few milliseconds of work to a
@@ -349,7 +347,7 @@ def knn(points, k):
     pts = points.detach().to(torch.float64).contiguous().numpy()
     n = pts.shape[0]
     out = np.empty((n, pts.shape[1], k + 1), dtype=np.int64)
-    _over_clouds(_knn_block, n, pts, k, out)
+    _split_rows(_knn_block, n, pts, k, out)
     return torch.from_numpy(out)
 
 
@@ -366,7 +364,7 @@ def turn_factor(flat, cand, cur, desc, eps=1e-8):
     flat_, cand_ = flat.detach().contiguous(), cand.contiguous()
     cur_, desc_ = cur.detach().contiguous(), desc.detach().contiguous()
     out = torch.empty(cand_.shape, dtype=flat_.dtype)
-    _over_clouds(_turn_factor_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), cur_.numpy(), desc_.numpy(),
+    _split_rows(_turn_factor_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), cur_.numpy(), desc_.numpy(),
                  float(eps), out.numpy(), min_per_thread=_MIN_ROWS_PER_THREAD)
     return out
 
@@ -380,7 +378,7 @@ def pick_gradient(flat, cand, grad):
     """
     flat_, cand_, grad_ = flat.detach().contiguous(), cand.contiguous(), grad.detach().contiguous().to(flat.dtype)
     out = torch.empty(cand_.shape, dtype=flat_.dtype)
-    _over_clouds(_pick_gradient_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), grad_.numpy(), out.numpy(),
+    _split_rows(_pick_gradient_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), grad_.numpy(), out.numpy(),
                  min_per_thread=_MIN_ROWS_PER_THREAD)
     return out
 
@@ -435,7 +433,7 @@ def walk_path_eval(flat, point_score, nbr, start, length, w_desc, w_momentum, ag
     cands = np.empty((length, n_rows, k), dtype=np.int64)
     factors = np.empty((max(length - 1, 1), n_rows, k), dtype=dt)
     (a_scale, a_shift), (m_scale, m_shift) = agent_affine, momentum_affine
-    _over_clouds(_walk_eval_rows, n_rows, fl, as_np(point_score), nbr.contiguous().numpy(), starts, as_np(w_desc),
+    _split_rows(_walk_eval_rows, n_rows, fl, as_np(point_score), nbr.contiguous().numpy(), starts, as_np(w_desc),
                  as_np(w_momentum), as_np(m_scale), as_np(m_shift), dt.type(a_scale.item()), dt.type(a_shift.item()),
                  dt.type(eps), rows, cands, factors, min_per_thread=_MIN_WALK_ROWS_PER_THREAD)
     return torch.from_numpy(rows), torch.from_numpy(cands), torch.from_numpy(factors[: length - 1])
@@ -452,11 +450,11 @@ class _EdgeNormAct(torch.autograd.Function):
         an, bn, ixn = a_.numpy(), b_.numpy(), idx_.numpy()
         if training:
             partial = np.zeros((n, c))
-            _over_clouds(_edge_sum_rows, n, an, bn, in_degree.to(a_.dtype).contiguous().numpy(), k, partial)
+            _split_rows(_edge_sum_rows, n, an, bn, in_degree.to(a_.dtype).contiguous().numpy(), k, partial)
             mean = partial.sum(0) / n_edges
             partial = np.zeros((n, c))
             # centred second pass: exact variance without E[x^2] - E[x]^2 cancellation
-            _over_clouds(_edge_centred_squares, n, an, bn, ixn, mean.astype(an.dtype), partial)
+            _split_rows(_edge_centred_squares, n, an, bn, ixn, mean.astype(an.dtype), partial)
             var = partial.sum(0) / n_edges
         else:
             mean = running_mean.detach().double().numpy()
@@ -467,7 +465,7 @@ class _EdgeNormAct(torch.autograd.Function):
         shift = (beta - gamma * invstd * mean).astype(an.dtype)
         out = np.empty_like(an)
         arg = np.empty(an.shape if use_max else (1, 1, 1), dtype=np.int32)
-        _over_clouds(_edge_act_forward, n, an, bn, ixn, scale, shift, an.dtype.type(slope), use_max, out, arg)
+        _split_rows(_edge_act_forward, n, an, bn, ixn, scale, shift, an.dtype.type(slope), use_max, out, arg)
         ctx.save_for_backward(a_, b_, idx_, torch.from_numpy(arg))
         ctx.stats = (mean, invstd, scale, shift)
         ctx.config = (training, slope, use_max, n_edges)
@@ -484,14 +482,14 @@ class _EdgeNormAct(torch.autograd.Function):
         args = (a.numpy(), b.numpy(), idx.numpy(), scale, shift, scale.dtype.type(slope), use_max, arg.numpy(),
                 grad.contiguous().to(a.dtype).numpy(), mean.astype(scale.dtype), invstd.astype(scale.dtype))
         partial_d, partial_dx = np.zeros((n, c)), np.zeros((n, c))
-        _over_clouds(_edge_act_grad_sums, n, *args, partial_d, partial_dx)
+        _split_rows(_edge_act_grad_sums, n, *args, partial_d, partial_dx)
         d_sum, dx_sum = partial_d.sum(0), partial_dx.sum(0)
         if training:  # the batch statistics depend on every edge
             c_d, c_dx = (d_sum / n_edges).astype(scale.dtype), (dx_sum / n_edges).astype(scale.dtype)
         else:
             c_d = c_dx = np.zeros(c, dtype=scale.dtype)
         grad_a, grad_b = np.empty_like(a.numpy()), np.empty_like(b.numpy())
-        _over_clouds(_edge_act_backward, n, *args, c_d, c_dx, grad_a, grad_b)
+        _split_rows(_edge_act_backward, n, *args, c_d, c_dx, grad_a, grad_b)
         dtype = a.dtype
         grad_weight = torch.from_numpy(dx_sum).to(dtype)
         grad_bias = torch.from_numpy(d_sum).to(dtype)
