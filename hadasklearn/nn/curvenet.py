@@ -175,53 +175,90 @@ def _knn(points, k):
 
 
 class _LinearBatchNorm(torch.autograd.Function):
-    """``BatchNorm(x @ W.T)`` with batch statistics, keeping ``x`` (not ``x @ W.T``) for backward.
+    """``BatchNorm(x @ W.T)`` with batch statistics (+ ``into``), without the product ever being normalised.
 
-    The product is recomputed in backward: for a layer that widens its input, that costs one
-    matrix product and saves keeping a tensor wider than the input. Returns the normalised
-    output and the batch mean and 1 / std (not differentiable).
+    The statistics of ``y = x @ W.T`` follow from those of ``x``: ``mean(y) = W mean(x)`` and
+    ``var(y)_c = w_c Cov(x) w_c``, so the normalised output is one product ``xc @ (a W).T + beta``
+    (``xc = x - mean(x)``, ``a = gamma / std(y)``) and the gradients are products of ``xc`` with
+    small matrices (``grad.T @ xc``, ``grad @ (a W)``, ``xc @ W.T diag(t) W``). Neither direction
+    keeps, recomputes or makes a separate BatchNorm pass over the (rows, c_out) tensor: for a
+    layer that widens its input that saves a matrix product and two passes over its widest
+    tensor per training step. The covariance comes from the centred input (two-pass, as
+    BatchNorm's own variance); it is ``c_in x c_in``, so this pays off when ``c_out > c_in``.
+
+    With ``into`` (a (rows, c_out) tensor) the output is accumulated into it in place and
+    returned. Returns the output and the batch mean and biased variance of the product
+    (not differentiable).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, gamma, beta, eps):
-        out, mean, invstd = torch.native_batch_norm(x @ weight.T, gamma, beta, None, None, True, 0.0, eps)
-        ctx.save_for_backward(x, weight, gamma, mean, invstd)
-        ctx.eps = eps
-        ctx.mark_non_differentiable(mean, invstd)
-        return out, mean, invstd
+    def forward(ctx, x, weight, gamma, beta, into, eps):
+        mean_x = x.mean(0)
+        xc = x - mean_x
+        cov = (xc.T @ xc).div_(x.shape[0])
+        var = ((weight @ cov) * weight).sum(1).clamp_min_(0)
+        a = gamma * torch.rsqrt(var + eps)
+        w_folded = weight * a.unsqueeze(1)
+        if into is None:
+            out = (xc @ w_folded.T).add_(beta)
+        else:
+            ctx.mark_dirty(into)
+            out = into.addmm_(xc, w_folded.T).add_(beta)
+        mean = weight @ mean_x
+        ctx.save_for_backward(xc, weight, cov, var, a)
+        ctx.eps, ctx.has_into = eps, into is not None
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
 
     @staticmethod
-    def backward(ctx, grad, _grad_mean, _grad_invstd):
-        x, weight, gamma, mean, invstd = ctx.saved_tensors
-        grad_y, grad_gamma, grad_beta = torch.ops.aten.native_batch_norm_backward(
-            grad, x @ weight.T, gamma, None, None, mean, invstd, True, ctx.eps, [True, True, True]
-        )
-        return grad_y @ weight, grad_y.T @ x, grad_gamma, grad_beta, None
+    def backward(ctx, grad, _grad_mean, _grad_var):
+        # BatchNorm's backward, d(xhat) = a (g - mean(g)) - t (y - mean(y)) per channel with
+        # t = a * sum(g * xhat) / (rows * std), pushed through y = x @ W.T.
+        xc, weight, cov, var, a = ctx.saved_tensors
+        n = xc.shape[0]
+        grad_beta = grad.sum(0)
+        g_x = grad.T @ xc  # (c_out, c_in): sum over rows of g (x - mean x)
+        invstd = torch.rsqrt(var + ctx.eps)
+        grad_gamma = invstd * (g_x * weight).sum(1)
+        t = a * invstd * grad_gamma / n
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            mixed = weight.T @ (weight * t.unsqueeze(1))  # W.T diag(t) W, (c_in, c_in)
+            w_folded = weight * a.unsqueeze(1)
+            grad_x = (grad @ w_folded).addmm_(xc, mixed, alpha=-1).sub_((a * grad_beta / n) @ weight)
+        if ctx.needs_input_grad[1]:
+            grad_w = g_x * a.unsqueeze(1) - (n * t).unsqueeze(1) * (weight @ cov)
+        return grad_x, grad_w, grad_gamma, grad_beta, (grad if ctx.has_into else None), None
 
 
 class _ConvBN(nn.Sequential):
     """Pointwise linear layer + BatchNorm over points (+ LeakyReLU), channels last.
 
-    A layer that widens its input (``c_out > c_in``) recomputes its product in backward instead of
-    keeping it (:class:`_LinearBatchNorm`) when given 2-D input.
+    A layer that widens its input (``c_out > c_in``) computes its training-mode BatchNorm from
+    the input's statistics (:class:`_LinearBatchNorm`) when given 2-D input. ``into`` (2-D
+    input only) is a (rows, c_out) tensor the layer's output (before the activation) is added
+    to, in place; it must not be needed by autograd elsewhere.
     """
 
     def __init__(self, c_in, c_out, act=True):
         super().__init__(nn.Linear(c_in, c_out, bias=False), _FunctionalNorm(c_out))
         self.act = act
-        self.recompute = c_out > c_in
+        self.fold_statistics = c_out > c_in
 
-    def forward(self, x):
+    def forward(self, x, into=None):
         linear, norm = self[0], self[1]
-        if norm.training and self.recompute and x.dim() == 2 and torch.is_grad_enabled():
-            y, mean, invstd = _LinearBatchNorm.apply(x, linear.weight, norm.weight, norm.bias, norm.eps)
-            norm.record(mean, _native_var(invstd, norm.eps), x.shape[0])
+        if norm.training and self.fold_statistics and x.dim() == 2:
+            y, mean, var = _LinearBatchNorm.apply(x, linear.weight, norm.weight, norm.bias, into, norm.eps)
+            norm.record(mean, var, x.shape[0])
         elif norm.training:
             y = norm(linear(x))
+            if into is not None:
+                y = into.add_(y)
         else:
             # the shift added in place: addmm would first copy it into every output row
             weight, shift = self.folded()
-            y = F.linear(x, weight).add_(shift)
+            y = F.linear(x, weight) if into is None else into.addmm_(x, weight.T)
+            y.add_(shift)
         # In place: BatchNorm keeps its input for backward, not its output, and LeakyReLU's
         # backward works from its output (slope > 0); one (points, channels) tensor fewer.
         return F.leaky_relu_(y, _SLOPE) if self.act else y
@@ -480,15 +517,16 @@ class _CIC(nn.Module):
         x = self.reduce(flat).view(n, p, -1)
         if self.grouping is not None:
             x = self.aggregation(x, self.grouping(x, walk_rows))
-        x = self.lpfa(points, x, graph, use_checkpoint)
-        if not (self.training or torch.is_grad_enabled()):
-            # Inference: the expansion is accumulated into the shortcut's output, or into this
-            # block's own input (used only for the residual from here on), instead of into a new
-            # (points, c_out) tensor that is then added.
-            weight, shift = self.expand.folded()
-            out = shortcut.addmm_(x.flatten(0, 1), weight.T).add_(shift)
-            return F.leaky_relu_(out, _SLOPE).view(n, p, -1)
-        return F.leaky_relu_(self.expand(x.flatten(0, 1)).add_(shortcut), _SLOPE).view(n, p, -1)
+        x = self.lpfa(points, x, graph, use_checkpoint).flatten(0, 1)
+        if self.shortcut is not None:
+            # the expansion accumulated into the shortcut's output: no new (points, c_out) tensor
+            out = self.expand(x, into=shortcut)
+        elif not torch.is_grad_enabled():
+            # inference: into this block's own input, used only for the residual from here on
+            out = self.expand(x, into=flat)
+        else:
+            out = self.expand(x).add_(shortcut)
+        return F.leaky_relu_(out, _SLOPE).view(n, p, -1)
 
 
 class CurveNetEncoder(nn.Module):
