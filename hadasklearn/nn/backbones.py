@@ -120,7 +120,16 @@ class LandmarkBackbone(nn.Module):
         Stochastic depth rate of the last block.
     final_norm : bool
         Apply a ``LayerNorm`` to the output tokens.
+
+    Attributes
+    ----------
+    inference_chunk : int
+        Clips per call when :class:`~hadasklearn.nn.HadaSmileNet` spreads an eval-mode batch over
+        threads (``parallel_inference``): few enough that a call's activations stay in cache and
+        below the allocator's mapping threshold (32 MiB), enough to amortise Python overhead.
     """
+
+    inference_chunk = 8
 
     def __init__(
         self,
@@ -388,6 +397,9 @@ class CurveNetBackbone(LandmarkBackbone):
     .. [1] T. Xiang, C. Zhang, Y. Song, J. Yu, W. Cai, "Walk in the cloud: learning curves for point
        clouds shape analysis", ICCV 2021.
     """
+
+    # one clip's widest activation is 16 frames x 478 points x 256 channels = 7.8 MB (float32)
+    inference_chunk = 2
 
     def __init__(
         self,

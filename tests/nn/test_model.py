@@ -233,3 +233,63 @@ def test_lite_hadamard_learns_a_landmark_and_dmarker_rule():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.1
+
+
+@pytest.fixture
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize(("backbone", "fusion"), COMBOS)
+def test_parallel_inference_matches_the_plain_forward(backbone, fusion, two_threads):
+    net = _net(backbone, fusion).eval()
+    plain = _net(backbone, fusion, parallel_inference=False).eval()
+    landmarks, dmarkers = _data(batch=5)
+    mask = torch.ones(5, CLIP, dtype=torch.bool)
+    mask[0, 3:] = mask[3, 1:] = False
+    for args in ((landmarks, dmarkers), (landmarks, dmarkers, mask)):
+        with torch.inference_mode():
+            expected = plain(*args)
+            got = net(*args)
+            assert net._splits_batch(*args) == net.uses_landmarks  # dmarker_only is never split
+        for a, b in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+            assert a.shape == b.shape and a.is_inference()
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        assert not _logits(net(landmarks, dmarkers)).is_inference()  # no_grad stays no_grad in the threads
+
+
+def test_parallel_inference_only_where_rows_are_independent(two_threads):
+    net = _net("lite", "hadamard").eval()
+    landmarks, dmarkers = _data(batch=4)
+    with torch.no_grad():
+        assert net._splits_batch(landmarks, dmarkers, None)
+        assert not net._splits_batch(landmarks[:1], dmarkers[:1], None)  # one clip
+        assert not net._splits_batch(landmarks, dmarkers[:3], None)  # sizes disagree: plain path raises
+        net.backbone.space_time.train()
+        assert not net._splits_batch(landmarks, dmarkers, None)  # any module training: batch statistics
+        net.eval()
+        torch.set_num_threads(1)
+        assert not net._splits_batch(landmarks, dmarkers, None)
+        torch.set_num_threads(2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not net._splits_batch(landmarks, dmarkers, None)
+    assert not net._splits_batch(landmarks, dmarkers, None)  # autograd on
+    assert not _net("lite", "hadamard", parallel_inference=False).eval()._splits_batch(landmarks, dmarkers, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((torch.zeros(3, CLIP, N_LANDMARKS + 2, 3), torch.zeros(3, 225)), "built for 20 landm"),
+        ((torch.zeros(3, CLIP, N_LANDMARKS, 3), torch.zeros(2, 225)), "batch size: 3 vs 2"),
+        ((torch.full((3, CLIP, N_LANDMARKS, 3), float("nan")), torch.zeros(3, 225)), "NaN"),
+        ((torch.zeros(3, CLIP, N_LANDMARKS, 3), torch.full((3, 225), float("inf"))), "NaN or infinite"),
+    ],
+)
+def test_bad_inputs_raise_the_same_errors_under_parallel_inference(args, match, two_threads):
+    with torch.inference_mode(), pytest.raises(ValueError, match=match):
+        _net("lite", "hadamard").eval()(*args)
