@@ -20,9 +20,11 @@ from ._edge_kernels import _split_rows, fused_available, numba
 __all__ = ["HashDropout", "hash_dropout"]
 
 # Elements per thread below which one thread does the whole tensor: right after a torch
-# operation its OpenMP workers still spin on the cores for a while, and a second thread then
-# made a 262,144-element mask 3x slower here (4.3 vs 1.4 ms) instead of faster.
-_MIN_PER_THREAD = 1 << 20
+# operation its OpenMP workers still spin on the cores for several milliseconds, and a second
+# thread then waits for a core instead of helping. A 4M-element mask right after a matrix
+# product took 10.8 ms on two threads (4.6 ms when the cores were idle); in a curvenet training
+# step the 54 dropout passes (2-4M elements each) took 290-365 ms on two threads, 195-200 ms on one.
+_MIN_PER_THREAD = 1 << 23
 
 if numba is not None:
 
