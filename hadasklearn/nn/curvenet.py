@@ -369,8 +369,11 @@ class _CurveGrouping(nn.Module):
 
     def _blend(self, cur_feat, desc, record):
         """Dynamic momentum: the curve descriptor blends the newest point and the old descriptor."""
-        mix = self.momentum_norm(self.momentum(torch.cat((cur_feat, desc), -1)), record).softmax(-1)
-        return mix[..., :1] * cur_feat + mix[..., 1:] * desc
+        # momentum([cur; desc]) with the weight split instead of the features concatenated
+        c, w = cur_feat.shape[-1], self.momentum.weight
+        logits = (cur_feat @ w[:, :c].T).add_(desc @ w[:, c:].T)
+        mix = self.momentum_norm(logits, record).softmax(-1)
+        return torch.lerp(desc, cur_feat, mix[..., :1])  # mix[0] * cur + (1 - mix[0]) * desc
 
     def _score(self, cand_score, desc, record):
         """Normalised agent scores (rows, k) of the candidates, whose own terms are ``cand_score``."""
