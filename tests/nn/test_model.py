@@ -235,14 +235,6 @@ def test_lite_hadamard_learns_a_landmark_and_dmarker_rule():
     assert loss.item() < 0.1
 
 
-@pytest.fixture
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize(("backbone", "fusion"), COMBOS)
 def test_parallel_inference_matches_the_plain_forward(backbone, fusion, two_threads):
     net = _net(backbone, fusion).eval()

@@ -9,14 +9,6 @@ import torch
 from hadasklearn.nn._parallel import map_batch
 
 
-@pytest.fixture
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_rows_chunks_tuples_and_none_inputs(two_threads):
     x = torch.arange(14.0).view(7, 2)
     calls = []
