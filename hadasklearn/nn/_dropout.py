@@ -10,6 +10,9 @@ is stored, and the result does not depend on how the elements are split over thr
 devices and dtypes (or no numba) use ``torch.nn.functional.dropout``.
 """
 
+import contextlib
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,25 @@ from torch import nn
 
 from ._edge_kernels import _split_rows, fused_available, numba
 
-__all__ = ["HashDropout", "hash_dropout"]
+__all__ = ["HashDropout", "hash_dropout", "seeded"]
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """In this thread, draw :func:`hash_dropout`'s per-call seeds from a generator seeded with ``seed``.
+
+    torch's default generator is shared by all threads: dropouts running in several threads at
+    once would draw from it in whatever order the threads reach it. A thread-local generator
+    keeps each thread's masks reproducible.
+    """
+    previous = getattr(_local, "generator", None)
+    _local.generator = torch.Generator().manual_seed(int(seed))
+    try:
+        yield
+    finally:
+        _local.generator = previous
 
 # Elements per thread below which one thread does the whole tensor: right after a torch
 # operation its OpenMP workers still spin on the cores for several milliseconds, and a second
@@ -79,7 +100,8 @@ def hash_dropout(x, p, training=True, generator=None):
     training : bool, default=True
         ``False`` returns ``x`` unchanged.
     generator : torch.Generator or None, default=None
-        Source of the per-call seed (torch's default generator when ``None``).
+        Source of the per-call seed (``None``: the thread's generator set by :func:`seeded`,
+        else torch's default generator).
 
     Returns
     -------
@@ -105,6 +127,8 @@ def hash_dropout(x, p, training=True, generator=None):
         return x
     if not fused_available(x):
         return F.dropout(x, p, True)
+    if generator is None:
+        generator = getattr(_local, "generator", None)  # see seeded()
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     return _HashDropout.apply(x, seed, float(p))
 

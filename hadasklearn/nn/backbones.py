@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from ._parallel import row_parallel
 from ._registry import register_backbone
 from .layers import (
     FactorizedSpaceTimeTransformer,
@@ -216,7 +217,8 @@ class LandmarkBackbone(nn.Module):
             grid = frames.new_zeros(batch, time, self.n_tokens, self.out_dim)
             grid = grid.masked_scatter(mask[:, :, None, None], frames)
         grid = grid + self.time_positions[:time, None, :]
-        grid = self.space_time(grid, mask)
+        # training: clips over threads (the transformer has no batch statistics; nn/_parallel.py)
+        grid = row_parallel(self.space_time, grid, mask)
         tokens = self.norm(self.temporal(grid.mean(dim=2), mask))
         pooled = masked_mean(tokens, mask, dim=1)
         if mask is not None:

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from hadasklearn.nn._parallel import map_batch
+from hadasklearn.nn._parallel import map_batch, row_parallel, splits_rows
 
 
 def test_rows_chunks_tuples_and_none_inputs(two_threads):
@@ -66,3 +66,92 @@ def test_one_thread_runs_inline(two_threads):
     with torch.no_grad():
         out = map_batch(lambda t: idents.append(threading.get_ident()) or t, [torch.ones(5, 1)], chunk=2, n_threads=1)
     assert out.shape == (5, 1) and set(idents) == {threading.get_ident()} and len(idents) == 3
+
+
+def _space_time(dropout=0.0):
+    from hadasklearn.nn.layers import FactorizedSpaceTimeTransformer
+
+    torch.manual_seed(0)
+    return FactorizedSpaceTimeTransformer(8, 2, num_heads=2, dropout=dropout).double().train()
+
+
+def _grads(module, x, mask, upstream, split):
+    xx = x.clone().requires_grad_()
+    module.zero_grad(set_to_none=True)
+    out = row_parallel(module, xx, mask) if split else module(xx, mask)
+    (out * upstream).sum().backward()
+    return [out.detach(), xx.grad] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_row_parallel_training_pass_equals_the_plain_call(masked, two_threads):
+    module = _space_time()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 3, 4, 8, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1], [1, 1, 0]], dtype=torch.bool) if masked else None
+    upstream = torch.randn(5, 3, 4, 8, generator=g, dtype=torch.float64)
+    assert splits_rows(module, x)
+    for got, want in zip(_grads(module, x, mask, upstream, True), _grads(module, x, mask, upstream, False)):
+        torch.testing.assert_close(got, want)
+    assert torch.get_num_threads() == 2
+
+
+def test_row_parallel_dropout_is_reproducible_under_manual_seed(two_threads):
+    module = _space_time(dropout=0.5)
+    x = torch.randn(4, 3, 4, 8, dtype=torch.float64)
+    upstream = torch.randn(4, 3, 4, 8, dtype=torch.float64)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append(_grads(module, x, None, upstream, True))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    torch.manual_seed(6)
+    assert not torch.equal(_grads(module, x, None, upstream, True)[0], runs[0][0])  # dropout is active
+
+
+def test_rows_are_split_only_where_they_cannot_interact(two_threads):
+    from timm.layers import DropPath
+
+    x = torch.randn(4, 3, 4, 8)
+    module = _space_time().float()
+    assert splits_rows(module, x) and not splits_rows(module, x[:1])
+    with torch.no_grad():
+        assert not splits_rows(module, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not splits_rows(module, x)
+    for extra in (torch.nn.BatchNorm1d(8), DropPath(0.1), torch.nn.Dropout(0.1)):
+        module.extra = extra
+        assert not splits_rows(module, x)
+    module.extra = torch.nn.Dropout(0.1).eval()  # inactive
+    assert splits_rows(module, x)
+    del module.extra
+    module.blocks[0].attn.attn_drop.p = 0.1  # passed to scaled_dot_product_attention: shared generator
+    assert not splits_rows(module, x)
+    torch.set_num_threads(1)
+    assert not splits_rows(_space_time().float(), x)
+
+
+def test_row_parallel_refuses_double_backward(two_threads):
+    module = _space_time()
+    x = torch.randn(4, 3, 4, 8, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(row_parallel(module, x).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|twice"):
+        grad.sum().backward()
+
+
+def test_seeded_dropout_draws_from_a_thread_local_generator():
+    from hadasklearn.nn._dropout import hash_dropout, seeded
+
+    x = torch.ones(1000)
+    with seeded(3):
+        a = hash_dropout(x, 0.5)
+    with seeded(3):
+        b = hash_dropout(x, 0.5)
+    with seeded(4):
+        c = hash_dropout(x, 0.5)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(0)
+    d = hash_dropout(x, 0.5)
+    torch.manual_seed(0)
+    assert torch.equal(d, hash_dropout(x, 0.5))  # outside seeded(): torch's generator again
