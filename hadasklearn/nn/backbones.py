@@ -97,7 +97,10 @@ class LandmarkBackbone(nn.Module):
     of width ``dim`` each); this class validates the input, scatters the frame tokens into a
     ``(batch, time, tokens, dim)`` grid, adds sinusoidal time positions, runs the factorised
     space-time transformer, averages the tokens of each frame, runs the temporal transformer and
-    averages over the real frames.
+    averages over the real frames. With autograd on CPU and several torch threads, the space-time
+    transformer's clips are split over the threads, forward and backward
+    (:func:`hadasklearn.nn._parallel.row_parallel`; same gradients up to round-off, dropout
+    masks drawn per block of clips).
 
     Parameters
     ----------
