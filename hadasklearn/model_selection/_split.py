@@ -3,7 +3,7 @@
 import numbers
 
 import numpy as np
-from sklearn.model_selection import PredefinedSplit, StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, PredefinedSplit, StratifiedGroupKFold
 
 __all__ = ["PredefinedFolds", "subject_independent_folds"]
 
@@ -113,7 +113,9 @@ def subject_independent_folds(y, groups, *, n_splits=10, random_state=None):
 
     A thin wrapper over :class:`~sklearn.model_selection.StratifiedGroupKFold` (shuffled, so
     folds are balanced by class as far as whole subjects allow) that returns the ``test_fold``
-    array of :class:`PredefinedFolds` and checks the result.
+    array of :class:`PredefinedFolds` and checks the result. When no class has ``n_splits``
+    samples, stratification is impossible and the folds come from a shuffled
+    :class:`~sklearn.model_selection.GroupKFold` (still subject-independent).
 
     Parameters
     ----------
@@ -162,7 +164,12 @@ def subject_independent_folds(y, groups, *, n_splits=10, random_state=None):
             f"n_splits <= {n_groups}."
         )
     test_fold = np.full(len(y), -1, dtype=np.int64)
-    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    if n_splits > np.unique(y, return_counts=True)[1].max():
+        # No class has n_splits members, so the folds cannot be stratified (StratifiedGroupKFold
+        # refuses); they can still be subject-independent.
+        cv = GroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    else:
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     for k, (_, test) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
         test_fold[test] = k
     return test_fold

@@ -73,6 +73,14 @@ def test_subject_independent_folds_never_split_a_subject(sizes, n_splits, seed):
     assert np.array_equal(folds, again)
 
 
+def test_subject_independent_folds_when_no_class_fills_every_fold():
+    # StratifiedGroupKFold refuses (no class has 4 members); the folds are still made, by subject
+    y, groups = [1, 1, 1, 0], [0, 1, 2, 3]
+    folds = subject_independent_folds(y, groups, n_splits=4, random_state=0)
+    assert sorted(folds.tolist()) == [0, 1, 2, 3]
+    assert np.array_equal(folds, subject_independent_folds(y, groups, n_splits=4, random_state=0))
+
+
 def test_subject_independent_folds_errors():
     with pytest.raises(ValueError, match="Cannot make 3 subject-independent folds from 2 subject"):
         subject_independent_folds([0, 1, 0, 1], [0, 0, 1, 1], n_splits=3)
