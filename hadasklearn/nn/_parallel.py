@@ -18,7 +18,27 @@ from torch.autograd.function import once_differentiable
 from .._threads import map_ranges
 from . import _dropout
 
-__all__ = ["map_batch", "row_parallel", "splits_rows"]
+__all__ = ["can_split", "map_batch", "row_parallel", "splits_rows"]
+
+
+def can_split(*tensors):
+    """Whether torch's threads could take blocks of rows of ``tensors`` (``None`` entries ignored).
+
+    True on CPU with more than one torch thread and no autocast, when the tensors share a first
+    dimension of at least 2. Anything unusual (non-tensors, sizes that disagree) is False, so
+    callers take their plain path and its error messages.
+    """
+    if torch.get_num_threads() < 2 or torch.is_autocast_enabled("cpu"):
+        return False
+    given = [t for t in tensors if t is not None]
+    if not given or not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() >= 1 for t in given):
+        return False
+    return len({t.shape[0] for t in given}) == 1 and given[0].shape[0] >= 2
+
+
+def _edges(n, parts):
+    """Boundaries of ``parts`` near-equal blocks of ``n`` rows."""
+    return np.linspace(0, n, parts + 1).round().astype(int).tolist()
 
 
 def _single_threaded(caller_threads, call):
@@ -85,20 +105,17 @@ def map_batch(fn, inputs, *, chunk, n_threads=None):
     n_threads = max(1, min(n_threads, batch))
     inference = torch.is_inference_mode_enabled()
 
-    def part(first, stop):
-        def run():
-            with torch.inference_mode() if inference else torch.no_grad():
-                return _cat([
-                    fn(*(None if t is None else t[i : min(i + chunk, stop)] for t in inputs))
-                    for i in range(first, stop, chunk)
-                ])
-
-        return _single_threaded(caller_threads, run)
+    def rows(first, stop):
+        with torch.inference_mode() if inference else torch.no_grad():
+            return _cat([
+                fn(*(None if t is None else t[i : min(i + chunk, stop)] for t in inputs))
+                for i in range(first, stop, chunk)
+            ])
 
     if n_threads == 1:
-        with torch.inference_mode() if inference else torch.no_grad():
-            return _cat([fn(*(None if t is None else t[i : i + chunk] for t in inputs)) for i in range(0, batch, chunk)])
-    return _cat(map_ranges(part, np.linspace(0, batch, n_threads + 1).round().astype(int), n_threads))
+        return rows(0, batch)
+    return _cat(map_ranges(lambda first, stop: _single_threaded(caller_threads, lambda: rows(first, stop)),
+                           _edges(batch, n_threads), n_threads))
 
 
 def splits_rows(module, x):
@@ -109,9 +126,7 @@ def splits_rows(module, x):
     generator: no BatchNorm, no active stochastic depth, no dropout other than
     :class:`~hadasklearn.nn._dropout.HashDropout`, no attention dropout.
     """
-    if not torch.is_grad_enabled() or torch.get_num_threads() < 2 or torch.is_autocast_enabled("cpu"):
-        return False
-    if x.device.type != "cpu" or x.shape[0] < 2:
+    if not torch.is_grad_enabled() or not can_split(x):
         return False
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -210,7 +225,7 @@ def row_parallel(module, x, rows=None):
     if not splits_rows(module, x):
         return module(x, rows)
     n_parts = min(torch.get_num_threads(), x.shape[0])
-    edges = np.linspace(0, x.shape[0], n_parts + 1).round().astype(int).tolist()
+    edges = _edges(x.shape[0], n_parts)
     seeds = torch.randint(0, 2**62, (n_parts,)).tolist()
     params = [p for p in module.parameters() if p.requires_grad]
     return _RowParallel.apply(module, rows, edges, seeds, x, *params)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
-from ._parallel import map_batch
+from ._parallel import can_split, map_batch
 from ._registry import get_backbone, get_fusion
 
 __all__ = ["HadaSmileNet", "multitask_loss"]
@@ -76,7 +76,9 @@ class HadaSmileNet(nn.Module):
         clips at a time (the backbone's ``inference_chunk``), instead of running every operator
         on all threads (:func:`hadasklearn.nn._parallel.map_batch`). Rows are independent in
         eval mode, so the outputs are the same up to float round-off; on 2 CPU cores inference
-        is about 20-40 % faster (``benchmarks/bench_nets.py``). Training is never split.
+        is about 20-40 % faster (``benchmarks/bench_nets.py``). This whole-model split is for
+        inference only; in training only the backbone's transformer splits its clips (see
+        :class:`~hadasklearn.nn.backbones.LandmarkBackbone`).
 
     Attributes
     ----------
@@ -241,13 +243,7 @@ class HadaSmileNet(nn.Module):
         """Whether :meth:`forward` spreads the batch over threads (see ``parallel_inference``)."""
         if not self.parallel_inference or self.backbone is None or torch.is_grad_enabled():
             return False
-        if torch.get_num_threads() < 2 or torch.is_autocast_enabled("cpu"):
-            return False
-        given = [t for t in inputs if t is not None]
-        # Anything unusual (wrong types, sizes that disagree) takes the plain path and its errors.
-        if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() >= 1 for t in given):
-            return False
-        if not isinstance(inputs[0], torch.Tensor) or len({t.shape[0] for t in given}) != 1 or given[0].shape[0] < 2:
+        if not isinstance(inputs[0], torch.Tensor) or not can_split(*inputs):
             return False
         return not any(m.training for m in self.modules())
 
