@@ -37,12 +37,11 @@ def _median_time(fn, repeats, warmup):
     return statistics.median(times)
 
 
-def measure(backbone, fusion, args):
-    """Return ``(n_parameters, train_step_seconds, inference_seconds_per_clip)``."""
+def training_step(backbone, fusion, args, **net_kwargs):
+    """A seeded ``HadaSmileNet`` and a function running one training step (forward, backward, AdamW)."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    net = HadaSmileNet(backbone, fusion, n_landmarks=args.n_landmarks, clip_length=args.clip_length)
-    n_params = sum(p.numel() for p in net.parameters())
+    net = HadaSmileNet(backbone, fusion, n_landmarks=args.n_landmarks, clip_length=args.clip_length, **net_kwargs)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     landmarks, dmarkers, labels = _inputs(args.batch, args, generator)
 
@@ -57,6 +56,13 @@ def measure(backbone, fusion, args):
         loss.backward()
         optimizer.step()
 
+    return net, train_step, generator
+
+
+def measure(backbone, fusion, args):
+    """Return ``(n_parameters, train_step_seconds, inference_seconds_per_clip)``."""
+    net, train_step, generator = training_step(backbone, fusion, args)
+    n_params = sum(p.numel() for p in net.parameters())
     train = _median_time(train_step, args.repeats, warmup=1)
 
     infer_landmarks, infer_dmarkers, _ = _inputs(args.infer_batch, args, generator)
