@@ -192,6 +192,11 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
     precision : {"32", "bf16"}, default="32"
         ``"bf16"`` runs the network under bfloat16 autocast on CUDA (the loss stays float32). On a
         CPU device it has no effect and a warning says so.
+    retain_memory : bool, default=True
+        Passed to :class:`~hadasklearn.nn.HadaSmileNet`: while the network trains on CPU, glibc
+        keeps freed memory in the process for the next step (process-wide, Linux only); it is
+        returned when the network switches to eval mode (at validation and prediction).
+        ``False`` leaves the C library alone.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialisation, dropout, batch order, clip sampling and the inner
         validation split. With a fixed value, two fits on CPU give identical ``predict_proba``.
@@ -299,6 +304,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         "multitask_weight": [Interval(Real, 0, 1, closed="both")],
         "device": [str],
         "precision": [StrOptions({"32", "bf16"})],
+        "retain_memory": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
@@ -334,6 +340,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         multitask_weight=0.5,
         device="auto",
         precision="32",
+        retain_memory=True,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -365,6 +372,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
         self.multitask_weight = multitask_weight
         self.device = device
         self.precision = precision
+        self.retain_memory = retain_memory
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -453,6 +461,7 @@ class HadaSmileClassifier(ClassifierMixin, BaseEstimator):
             dropout=self.dropout,
             backbone_kwargs=backbone_kwargs,
             fusion_kwargs=self.fusion_kwargs,
+            retain_memory=self.retain_memory,
         )
 
     def _make_net(self, module, class_weight, train_split, n_train):

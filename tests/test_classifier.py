@@ -329,6 +329,22 @@ def test_bf16_on_cpu_warns_and_trains_in_float32(small):
     assert clf.predict_proba(X[:2]).dtype == np.float64
 
 
+@pytest.mark.parametrize("retain", [True, False])
+def test_retain_memory_reaches_the_network_and_prediction_releases(small, retain, monkeypatch):
+    from hadasklearn.nn import _memory
+
+    calls = []
+    monkeypatch.setattr(_memory, "retain", lambda: calls.append("retain") or True)
+    monkeypatch.setattr(_memory, "release", lambda: calls.append("release"))
+    X, y, _ = small
+    clf = _clf(max_epochs=1, early_stopping=False, retain_memory=retain).fit(X[:8], y[:8])
+    assert clf.net_.module_.retain_memory is retain
+    assert ("retain" in calls) is retain
+    calls.clear()
+    clf.predict(X[:2])
+    assert ("release" in calls) is retain  # prediction switches the network to eval mode
+
+
 # ---------------------------------------------------------------------------- fusions and training
 
 

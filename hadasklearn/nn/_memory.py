@@ -4,14 +4,17 @@ glibc's ``malloc`` serves blocks above its mmap threshold (at most 32 MiB by def
 ``mmap`` mappings and gives them back on ``free``; blocks at the top of its heaps go back to the
 operating system beyond the trim threshold. A training step allocates and frees the same large
 activations every time, so each step maps them afresh and the kernel page-faults and zeroes every
-4 KiB page on first touch. Here a ``curvenet`` training step of 16 clips took 0.4-0.6 million
-page faults and 1.4-2.9 s of system time, with the two threads' faults also queueing on the
-process's memory-map lock. With both thresholds raised the freed blocks stay in the heap and the
-next step reuses them: 10-100 thousand faults and 0.1-0.3 s of system time, and the step took
-7.3-8.1 s instead of 7.8-9.4 s (same process, alternating; see ``docs/nn_table.md``). This is what
-preloading jemalloc or tcmalloc, as PyTorch's CPU performance guide suggests, does for a whole
-process; here it is scoped to training: :func:`release` returns the memory (``malloc_trim``) and
-sets the thresholds to glibc's steady-state values.
+4 KiB page on first touch (about 3 microseconds each on the 2-core development machine).
+With both thresholds raised the freed blocks stay in the heap and the next step reuses them.
+Measured for a ``curvenet`` training step of 16 clips (``benchmarks/bench_cpu_runtime.py``, one
+process, settings alternating; ``docs/nn_table.md``): with long-lived helper threads
+(:mod:`hadasklearn._threads`) 133 thousand page faults and 0.53 s of system time per step,
+retained 20 thousand and 0.12 s. Wall time gains less than the system time saved, because heap
+memory reused is not in cache as freshly zeroed pages are: 9.36 -> 9.34 s in that run, 8.43 ->
+8.51 s and 9.58 -> 8.95 s in two earlier ones. This is what preloading jemalloc or tcmalloc, as
+PyTorch's CPU performance guide suggests, does for a whole process; here it is scoped to
+training: :func:`release` returns the memory (``malloc_trim``) and sets the thresholds to
+glibc's steady-state values.
 
 The settings are process-wide. Other C libraries (musl, macOS, Windows) are left alone:
 :func:`supported` is False there and both functions do nothing.
