@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_nets import training_step  # noqa: E402
+from bench_nets import add_step_arguments, training_step  # noqa: E402
 
 from hadasklearn import _threads  # noqa: E402
 from hadasklearn.nn import _edge_kernels, _memory, _parallel  # noqa: E402
@@ -80,10 +80,7 @@ def main(argv=None):
     parser.add_argument("--backbones", nargs="+", default=["curvenet", "lite"])
     parser.add_argument("--fusion", default="hadamard")
     parser.add_argument("--repeats", type=int, default=6, help="timed steps per setting (median reported)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--batch", type=int, default=16, help="clips per training step")
-    parser.add_argument("--clip-length", type=int, default=16)
-    parser.add_argument("--n-landmarks", type=int, default=478)
+    add_step_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not _memory.supported():

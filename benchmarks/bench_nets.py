@@ -76,16 +76,21 @@ def measure(backbone, fusion, args):
     return n_params, train, infer_time
 
 
+def add_step_arguments(parser):
+    """The options that shape a training step (read by :func:`training_step`) and the thread count."""
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--batch", type=int, default=16, help="clips per training step")
+    parser.add_argument("--clip-length", type=int, default=16)
+    parser.add_argument("--n-landmarks", type=int, default=478)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=list_backbones())
     parser.add_argument("--fusions", nargs="+", default=list_fusions(include_baselines=True))
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--batch", type=int, default=16, help="clips per training step")
     parser.add_argument("--infer-batch", type=int, default=32, help="clips per inference call")
-    parser.add_argument("--clip-length", type=int, default=16)
-    parser.add_argument("--n-landmarks", type=int, default=478)
+    add_step_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
