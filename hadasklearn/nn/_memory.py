@@ -11,7 +11,8 @@ process, settings alternating; ``docs/nn_table.md``): with long-lived helper thr
 (:mod:`hadasklearn._threads`) 133 thousand page faults and 0.53 s of system time per step,
 retained 20 thousand and 0.12 s. Wall time gains less than the system time saved, because heap
 memory reused is not in cache as freshly zeroed pages are: 9.36 -> 9.34 s in that run, 8.43 ->
-8.51 s and 9.58 -> 8.95 s in two earlier ones. This is what preloading jemalloc or tcmalloc, as
+8.51 s and 9.58 -> 8.95 s in two earlier ones, and 9.06 -> 8.38 s (medians of 9 steps) across
+fresh processes, whose heaps start cold. This is what preloading jemalloc or tcmalloc, as
 PyTorch's CPU performance guide suggests, does for a whole process; here it is scoped to
 training: :func:`release` returns the memory (``malloc_trim``) and sets the thresholds to
 glibc's steady-state values.

@@ -85,11 +85,11 @@ class HadaSmileNet(nn.Module):
         in the process for the next step instead of returning it to the operating system
         (glibc's ``malloc`` on Linux; elsewhere nothing changes). Each training step otherwise
         maps its large activations afresh and page-faults them: for a ``curvenet`` step of 16
-        clips on 2 CPU cores this removed 0.4 s of system time per step; wall time went from
-        1 % slower to 7 % faster in three same-process comparisons
-        (``benchmarks/bench_cpu_runtime.py``). The process then holds
-        on to its peak memory until a model is switched to eval mode (``eval()``), which
-        returns it. The setting is process-wide (:mod:`hadasklearn.nn._memory`).
+        clips on 2 CPU cores this removed 0.4 s of system time per step, and steps were 7.5 %
+        faster across fresh processes (same-process comparisons, where the heap is already
+        warm: 1 % slower to 7 % faster; ``benchmarks/bench_cpu_runtime.py``). The process
+        then holds on to its peak memory until a model is switched to eval mode (``eval()``),
+        which returns it. The setting is process-wide (:mod:`hadasklearn.nn._memory`).
 
     Attributes
     ----------
