@@ -13,7 +13,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["map_ranges"]
+import numpy as np
+
+__all__ = ["even_edges", "map_ranges"]
 
 _local = threading.local()  # .busy: this thread is running a range (nested calls run inline)
 _lock = threading.Lock()
@@ -46,6 +48,17 @@ def _forget_pool():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+
+
+def even_edges(n, parts):
+    """Boundaries (``parts + 1`` ints) of ``parts`` near-equal blocks of ``n`` rows.
+
+    Examples
+    --------
+    >>> even_edges(7, 3)
+    [0, 2, 5, 7]
+    """
+    return np.linspace(0, n, parts + 1).round().astype(int).tolist()
 
 
 def map_ranges(fn, edges, n_threads):

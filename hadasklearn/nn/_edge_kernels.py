@@ -11,7 +11,7 @@ serve CPU float tensors; on other devices (or without numba) the torch compositi
 import numpy as np
 import torch
 
-from .._threads import map_ranges
+from .._threads import even_edges, map_ranges
 
 try:
     import numba
@@ -339,7 +339,7 @@ def _split_rows(kernel, n, *args, min_per_thread=None):
     # second thread while torch's OpenMP workers still spin costs more than it saves.
     per_thread = _MIN_CLOUDS_PER_THREAD if min_per_thread is None else min_per_thread
     n_threads = max(1, min(torch.get_num_threads(), n // per_thread))
-    map_ranges(lambda first, stop: kernel(*args, first, stop), np.linspace(0, n, n_threads + 1), n_threads)
+    map_ranges(lambda first, stop: kernel(*args, first, stop), even_edges(n, n_threads), n_threads)
 
 
 def knn(points, k):

@@ -9,13 +9,12 @@ This is only valid when rows do not interact: in eval mode (:func:`map_batch`), 
 training for modules without batch statistics (:func:`row_parallel`, the transformers).
 """
 
-import numpy as np
 import torch
 from timm.layers import Attention, DropPath
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .._threads import map_ranges
+from .._threads import even_edges, map_ranges
 from . import _dropout
 
 __all__ = ["can_split", "map_batch", "row_parallel", "splits_rows"]
@@ -34,11 +33,6 @@ def can_split(*tensors):
     if not given or not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() >= 1 for t in given):
         return False
     return len({t.shape[0] for t in given}) == 1 and given[0].shape[0] >= 2
-
-
-def _edges(n, parts):
-    """Boundaries of ``parts`` near-equal blocks of ``n`` rows."""
-    return np.linspace(0, n, parts + 1).round().astype(int).tolist()
 
 
 def _single_threaded(caller_threads, call):
@@ -115,7 +109,7 @@ def map_batch(fn, inputs, *, chunk, n_threads=None):
     if n_threads == 1:
         return rows(0, batch)
     return _cat(map_ranges(lambda first, stop: _single_threaded(caller_threads, lambda: rows(first, stop)),
-                           _edges(batch, n_threads), n_threads))
+                           even_edges(batch, n_threads), n_threads))
 
 
 def splits_rows(module, x):
@@ -225,7 +219,7 @@ def row_parallel(module, x, rows=None):
     if not splits_rows(module, x):
         return module(x, rows)
     n_parts = min(torch.get_num_threads(), x.shape[0])
-    edges = _edges(x.shape[0], n_parts)
+    edges = even_edges(x.shape[0], n_parts)
     seeds = torch.randint(0, 2**62, (n_parts,)).tolist()
     params = [p for p in module.parameters() if p.requires_grad]
     return _RowParallel.apply(module, rows, edges, seeds, x, *params)

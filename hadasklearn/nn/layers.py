@@ -142,8 +142,10 @@ class _QKV(torch.autograd.Function):
     def backward(ctx, *grads):
         flat, weight = ctx.saved_tensors
         width = weight.shape[0] // 3
-        parts = [None if g is None else g.transpose(1, 2).reshape(flat.shape[0], width) for g in grads]
-        parts = [torch.zeros(flat.shape[0], width, dtype=flat.dtype) if g is None else g for g in parts]
+        parts = [
+            flat.new_zeros(flat.shape[0], width) if g is None else g.transpose(1, 2).reshape(flat.shape[0], width)
+            for g in grads
+        ]
         rows = [slice(s * width, (s + 1) * width) for s in range(3)]
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
