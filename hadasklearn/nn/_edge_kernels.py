@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_norm_act", "fused_available", "knn", "pick_gradient", "turn_factor", "walk_path_eval"]
+__all__ = ["edge_norm_act", "fused_available", "knn", "pick_gradient", "reverse_graph", "turn_factor", "walk_path_eval"]
 
 
 def fused_available(*tensors):
@@ -251,13 +251,17 @@ if numba is not None:
                         out[cl, i, ch] = acc[ch] / k
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_act_grad_sums(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, partial_d, partial_dx, first, stop):
+    def _edge_act_grad_sums(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, partial_d, partial_dx,
+                            point_d, point_x, first, stop):
         # Per cloud: sum over edges of d = dLoss/dz and of d * x-hat (the BatchNorm backward's
-        # two reductions). Each point's k edges are summed in the data's precision first.
+        # two reductions). Each point's k edges are summed in the data's precision first. With
+        # the mean over neighbours, every point's own sums over its k edges, of d and of
+        # x - mean, are kept too (``point_d``, ``point_x``): its gradient in ``b`` follows from them.
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
         g = np.empty(c, dtype=a.dtype)
         sd = np.empty(c, dtype=a.dtype)
         sdx = np.empty(c, dtype=a.dtype)
+        sx = np.empty(c, dtype=a.dtype)
         for cl in range(first, stop):
             for i in range(p):
                 sd[:] = 0
@@ -270,25 +274,34 @@ if numba is not None:
                         if scale[ch] * x + shift[ch] <= 0:
                             d *= slope
                         sd[ch] = d
-                        sdx[ch] = d * (x - mean[ch]) * invstd[ch]
+                        sdx[ch] = d * (x - mean[ch])
                 else:
+                    sx[:] = 0
                     for ch in range(c):
                         g[ch] = grad[cl, i, ch] / k
                     for jj in range(k):
                         j = idx[cl, i, jj]
+                        # sums of d * x and x, centred below: one product fewer per edge keeps
+                        # this loop vectorised for narrow (16-channel) layers
                         for ch in range(c):
                             x = a[cl, j, ch] + b[cl, i, ch]
                             d = g[ch] if scale[ch] * x + shift[ch] > 0 else g[ch] * slope
                             sd[ch] += d
-                            sdx[ch] += d * (x - mean[ch]) * invstd[ch]
+                            sdx[ch] += d * x
+                            sx[ch] += x
+                    for ch in range(c):
+                        sdx[ch] -= mean[ch] * sd[ch]
+                        point_d[cl, i, ch] = sd[ch]
+                        point_x[cl, i, ch] = sx[ch] - k * mean[ch]
                 for ch in range(c):
                     partial_d[cl, ch] += sd[ch]
-                    partial_dx[cl, ch] += sdx[ch]
+                    partial_dx[cl, ch] += sdx[ch] * invstd[ch]
 
     @numba.njit(nogil=True, cache=True)
     def _edge_act_backward(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, c_d, c_dx, grad_a, grad_b, first, stop):
         # dLoss/dx on every edge: scale * (d - mean(d) - x-hat * mean(d x-hat)) in training, the
         # means being zero in eval mode; scattered to the neighbour j and summed for the point i.
+        # Serves the max over neighbours (the mean has the gathering _edge_mean_backward).
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
         g = np.empty(c, dtype=a.dtype)
         gb = np.empty(c, dtype=a.dtype)
@@ -314,6 +327,57 @@ if numba is not None:
                         grad_a[cl, j, ch] += dx[ch]
                 for ch in range(c):
                     grad_b[cl, i, ch] = gb[ch]
+
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_mean_backward(a, b, ptr, src, k, scale, shift, slope, grad, mean, invstd, c_d, c_dx, point_d, point_x,
+                            grad_a, grad_b, first, stop):
+        # The mean-over-neighbours backward gathered, not scattered: each point j sums the
+        # gradients of the edges that end in it (its in-edges ``src[ptr[j]:ptr[j + 1]]``, see
+        # _reverse_rows). On an edge dLoss/dx = scale * (d - c_d - (x - mean) * invstd * c_dx), so
+        # over j's in-edges only the sums of d and of b[i] are needed; b's gradient comes from each
+        # point's own sums (_edge_act_grad_sums). Every row is written once: no scatter, no races.
+        p, c = a.shape[1], a.shape[2]
+        sd = np.empty(c, dtype=a.dtype)
+        sb = np.empty(c, dtype=a.dtype)
+        for cl in range(first, stop):
+            for j in range(p):
+                sd[:] = 0
+                sb[:] = 0
+                for q in range(ptr[cl, j], ptr[cl, j + 1]):
+                    i = src[cl, q]
+                    for ch in range(c):
+                        bi = b[cl, i, ch]
+                        gi = grad[cl, i, ch]
+                        # the forward pass's own expression, so the same edges count as active
+                        sd[ch] += gi if scale[ch] * (a[cl, j, ch] + bi) + shift[ch] > 0 else gi * slope
+                        sb[ch] += bi
+                n_in = ptr[cl, j + 1] - ptr[cl, j]
+                for ch in range(c):
+                    centred = n_in * (a[cl, j, ch] - mean[ch]) + sb[ch]
+                    grad_a[cl, j, ch] = scale[ch] * (sd[ch] / k - n_in * c_d[ch] - invstd[ch] * c_dx[ch] * centred)
+                    grad_b[cl, j, ch] = scale[ch] * (point_d[cl, j, ch] - k * c_d[ch] - invstd[ch] * c_dx[ch] * point_x[cl, j, ch])
+
+    @numba.njit(nogil=True, cache=True)
+    def _reverse_rows(idx, ptr, src, first, stop):
+        # Per cloud, the in-edges of every point j as a CSR list: the points i (ascending, with
+        # repeats if j occurs twice in i's list) in src[cl, ptr[cl, j]:ptr[cl, j + 1]].
+        p, k = idx.shape[1], idx.shape[2]
+        fill = np.empty(p, dtype=np.int64)
+        for cl in range(first, stop):
+            fill[:] = 0
+            for i in range(p):
+                for jj in range(k):
+                    fill[idx[cl, i, jj]] += 1
+            ptr[cl, 0] = 0
+            for j in range(p):
+                ptr[cl, j + 1] = ptr[cl, j] + fill[j]
+                fill[j] = ptr[cl, j]
+            for i in range(p):
+                for jj in range(k):
+                    j = idx[cl, i, jj]
+                    src[cl, fill[j]] = i
+                    fill[j] += 1
 
 
 _MIN_CLOUDS_PER_THREAD = 32
@@ -445,7 +509,7 @@ def walk_path_eval(flat, point_score, nbr, start, length, w_desc, w_momentum, ag
 
 class _EdgeNormAct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, weight, bias, idx, in_degree, running_mean, running_var, training, eps, slope, use_max):
+    def forward(ctx, a, b, weight, bias, idx, in_degree, running_mean, running_var, training, eps, slope, use_max, reverse):
         a_, b_ = a.detach().contiguous(), b.detach().contiguous()
         idx_ = idx.contiguous()
         n, p, c = a_.shape
@@ -471,6 +535,7 @@ class _EdgeNormAct(torch.autograd.Function):
         arg = np.empty(an.shape if use_max else (1, 1, 1), dtype=np.int32)
         _split_rows(_edge_act_forward, n, an, bn, ixn, scale, shift, an.dtype.type(slope), use_max, out, arg)
         ctx.save_for_backward(a_, b_, idx_, torch.from_numpy(arg))
+        ctx.reverse = reverse
         ctx.stats = (mean, invstd, scale, shift)
         ctx.config = (training, slope, use_max, n_edges)
         stats = (torch.from_numpy(mean).to(a_.dtype), torch.from_numpy(var).to(a_.dtype))
@@ -483,24 +548,50 @@ class _EdgeNormAct(torch.autograd.Function):
         mean, invstd, scale, shift = ctx.stats
         training, slope, use_max, n_edges = ctx.config
         n, c = a.shape[0], a.shape[2]
-        args = (a.numpy(), b.numpy(), idx.numpy(), scale, shift, scale.dtype.type(slope), use_max, arg.numpy(),
-                grad.contiguous().to(a.dtype).numpy(), mean.astype(scale.dtype), invstd.astype(scale.dtype))
+        an, bn, dt = a.numpy(), b.numpy(), scale.dtype
+        slope, gn = dt.type(slope), grad.contiguous().to(a.dtype).numpy()
+        mean_, invstd_ = mean.astype(dt), invstd.astype(dt)
         partial_d, partial_dx = np.zeros((n, c)), np.zeros((n, c))
-        _split_rows(_edge_act_grad_sums, n, *args, partial_d, partial_dx)
+        # the mean's per-point sums over each point's own edges, for its gradient in b
+        point_d, point_x = (np.empty((1, 1, 1), dtype=dt),) * 2 if use_max else (np.empty_like(an), np.empty_like(an))
+        _split_rows(_edge_act_grad_sums, n, an, bn, idx.numpy(), scale, shift, slope, use_max, arg.numpy(), gn, mean_,
+                    invstd_, partial_d, partial_dx, point_d, point_x)
         d_sum, dx_sum = partial_d.sum(0), partial_dx.sum(0)
         if training:  # the batch statistics depend on every edge
-            c_d, c_dx = (d_sum / n_edges).astype(scale.dtype), (dx_sum / n_edges).astype(scale.dtype)
+            c_d, c_dx = (d_sum / n_edges).astype(dt), (dx_sum / n_edges).astype(dt)
         else:
-            c_d = c_dx = np.zeros(c, dtype=scale.dtype)
-        grad_a, grad_b = np.empty_like(a.numpy()), np.empty_like(b.numpy())
-        _split_rows(_edge_act_backward, n, *args, c_d, c_dx, grad_a, grad_b)
+            c_d = c_dx = np.zeros(c, dtype=dt)
+        grad_a, grad_b = np.empty_like(an), np.empty_like(bn)
+        if use_max:
+            _split_rows(_edge_act_backward, n, an, bn, idx.numpy(), scale, shift, slope, use_max, arg.numpy(), gn, mean_,
+                        invstd_, c_d, c_dx, grad_a, grad_b)
+        else:
+            ptr, src = ctx.reverse if ctx.reverse is not None else reverse_graph(idx)
+            _split_rows(_edge_mean_backward, n, an, bn, ptr.numpy(), src.numpy(), idx.shape[2], scale, shift, slope, gn,
+                        mean_, invstd_, c_d, c_dx, point_d, point_x, grad_a, grad_b)
         dtype = a.dtype
         grad_weight = torch.from_numpy(dx_sum).to(dtype)
         grad_bias = torch.from_numpy(d_sum).to(dtype)
-        return (torch.from_numpy(grad_a), torch.from_numpy(grad_b), grad_weight, grad_bias) + (None,) * 8
+        return (torch.from_numpy(grad_a), torch.from_numpy(grad_b), grad_weight, grad_bias) + (None,) * 9
 
 
-def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var, training, eps, slope, use_max):
+def reverse_graph(idx):
+    """The in-edges of every point of the k-NN lists ``idx`` (clouds, points, k), per cloud.
+
+    Returns ``(ptr, src)``, int32 tensors of shapes (clouds, points + 1) and (clouds, points * k):
+    the points ``i`` whose lists hold ``j`` are ``src[cl, ptr[cl, j]:ptr[cl, j + 1]]``, ascending
+    (repeated as often as ``j`` occurs in a list). :func:`edge_norm_act`'s backward gathers
+    with it; an encoder that runs several edge layers on one graph builds it once.
+    """
+    idx_ = idx.contiguous()
+    n, p, k = idx_.shape
+    ptr = np.empty((n, p + 1), dtype=np.int32)
+    src = np.empty((n, p * k), dtype=np.int32)
+    _split_rows(_reverse_rows, n, idx_.numpy(), ptr, src)
+    return torch.from_numpy(ptr), torch.from_numpy(src)
+
+
+def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var, training, eps, slope, use_max, reverse=None):
     """BatchNorm over the k-NN edges' values ``a[j] + b[i]``, LeakyReLU, then mean or max over ``j``.
 
     For every point ``i`` of every cloud, with ``x = a[j] + b[i]`` over its neighbours ``j`` in
@@ -509,11 +600,12 @@ def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var,
     ``sigma**2`` are the mean and biased variance over all edges (exact, two passes), otherwise
     the running statistics. ``in_degree``: (clouds, points) how often each point is a neighbour
     (read in training only; may be ``None`` otherwise).
-    No (clouds, points, k, channels) tensor is built, forward or backward.
+    No (clouds, points, k, channels) tensor is built, forward or backward. ``reverse``:
+    :func:`reverse_graph` of ``idx`` for the backward of the mean (built there when ``None``).
 
     Returns ``(out, mean, var)``; ``out`` is differentiable in ``a``, ``b``, ``weight`` and
     ``bias``, ``mean`` and ``var`` (the statistics used) are not. CPU float tensors only (see
     :func:`fused_available`).
     """
     return _EdgeNormAct.apply(a, b, weight, bias, idx, in_degree, running_mean, running_var, bool(training),
-                              float(eps), float(slope), bool(use_max))
+                              float(eps), float(slope), bool(use_max), reverse)

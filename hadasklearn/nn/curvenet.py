@@ -1,5 +1,7 @@
 """CurveNet point-cloud encoder (Xiang et al., ICCV 2021) for per-frame facial-landmark clouds, in pure torch."""
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -112,6 +114,20 @@ class _EdgeNorm(_FunctionalNorm):
             mean, var = self.running_mean, self.running_var
         scale = self.weight * torch.rsqrt(var + self.eps)
         return a * scale, (b - mean) * scale + self.bias
+
+
+class _Graph(NamedTuple):
+    """The k-NN graph an encoder's edge layers share.
+
+    ``idx``: (clouds, points, k) neighbour lists; ``in_degree``: (clouds, points) how often each
+    point is a neighbour (training only, else ``None``); ``reverse``: the in-edge lists of
+    :func:`._edge_kernels.reverse_graph` for the compiled layers' backward (``None``: built
+    there if needed).
+    """
+
+    idx: torch.Tensor
+    in_degree: torch.Tensor = None
+    reverse: tuple = None
 
 
 def _local_flat(idx):
@@ -290,7 +306,7 @@ class _LPFA(nn.Module):
         self.norm = _EdgeNorm(channels)
 
     def forward(self, points, x, graph, use_checkpoint):
-        idx, in_degree = graph
+        idx, in_degree, reverse = graph
         c = points.shape[-1]
         g = self.geometry.weight
         # G [p_i, p_j, p_j - p_i] = (G1 - G3) p_i + (G2 + G3) p_j. Contiguous (coords, channels):
@@ -314,7 +330,7 @@ class _LPFA(nn.Module):
             norm = self.norm
             out, mean, var = _edge_kernels.edge_norm_act(
                 a, b, idx, in_degree, norm.weight, norm.bias, norm.running_mean, norm.running_var,
-                self.training, norm.eps, _SLOPE, self.initial,
+                self.training, norm.eps, _SLOPE, self.initial, reverse,
             )
             if self.training:
                 norm.record(mean, var, idx.numel())
@@ -691,6 +707,7 @@ class CurveNetEncoder(nn.Module):
             Per-point features.
         """
         self._check(points)
+        grad_enabled = torch.is_grad_enabled()
         with torch.no_grad():
             knn = _knn(points.detach(), self.k)
             # the point itself and its k - 1 nearest (as released), contiguous for the kernels
@@ -702,7 +719,11 @@ class CurveNetEncoder(nn.Module):
             in_degree = None
             if self.training:
                 in_degree = torch.bincount(_local_flat(idx).reshape(-1), minlength=n * p).view(n, p).to(points.dtype)
-        graph = (idx, in_degree)
+            # every point's in-edges, shared by the compiled edge layers' backward passes
+            reverse = None
+            if grad_enabled and _edge_kernels.fused_available(points):
+                reverse = _edge_kernels.reverse_graph(idx)
+        graph = _Graph(idx, in_degree, reverse)
         norms = [m for m in self.modules() if isinstance(m, _FunctionalNorm)]
         for m in norms:
             m._pending = []
