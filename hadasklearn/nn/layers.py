@@ -8,6 +8,7 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from . import _blas
 from ._dropout import HashDropout
 
 __all__ = [
@@ -119,6 +120,22 @@ def _hash_dropouts(module):
     return module
 
 
+class _Linear(nn.Linear):
+    """:class:`torch.nn.Linear` (same parameters and state_dict) whose products use :mod:`._blas`."""
+
+    def forward(self, x):
+        """As :meth:`torch.nn.Linear.forward`."""
+        return _blas.linear(x, self.weight, self.bias)
+
+
+def _blas_linears(module):
+    """Make every plain ``nn.Linear`` inside ``module`` a :class:`_Linear` (in place; same state)."""
+    for child in module.modules():
+        if type(child) is nn.Linear:
+            child.__class__ = _Linear
+    return module
+
+
 class _QKV(torch.autograd.Function):
     """``q, k, v`` (batch, heads, seq, head_dim) views of ``x @ W.T (+ b)``, as timm's attention splits them.
 
@@ -133,7 +150,7 @@ class _QKV(torch.autograd.Function):
     def forward(ctx, x, weight, bias, heads):
         batch, seq, _ = x.shape
         flat = x.reshape(batch * seq, -1)
-        qkv = F.linear(flat, weight, bias).view(batch, seq, 3, heads, -1)
+        qkv = _blas.linear(flat, weight, bias).view(batch, seq, 3, heads, -1)
         ctx.save_for_backward(flat, weight)
         ctx.shape, ctx.has_bias = x.shape, bias is not None
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -149,14 +166,14 @@ class _QKV(torch.autograd.Function):
         rows = [slice(s * width, (s + 1) * width) for s in range(3)]
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = parts[0] @ weight[rows[0]]
+            grad_x = _blas.mm(parts[0], weight[rows[0]])
             for g, r in zip(parts[1:], rows[1:]):
-                grad_x.addmm_(g, weight[r])
+                _blas.addmm_(grad_x, g, weight[r])
             grad_x = grad_x.view(ctx.shape)
         if ctx.needs_input_grad[1]:
             grad_w = torch.empty_like(weight)
             for g, r in zip(parts, rows):
-                torch.mm(g.T, flat, out=grad_w[r])
+                _blas.mm(g.T, flat, out=grad_w[r])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = torch.cat([g.sum(0) for g in parts])
         return grad_x, grad_w, grad_b, None
@@ -182,22 +199,14 @@ def _blocks(dim, depth, num_heads, mlp_ratio, dropout, drop_path):
     # timm's pre-norm ViT block; qkv without bias as in the published MeshSmileNet transformer.
     # Its attention's q/k/v split has a copy-free backward (_Attention, same state_dict).
     # Its dropouts (same rates, same state_dict) keep no mask for backward and are several times
-    # faster on CPU (see hadasklearn.nn._dropout).
+    # faster on CPU (see hadasklearn.nn._dropout). Its linear layers (same state_dict) multiply
+    # through numpy's OpenBLAS where torch runs single-threaded (see hadasklearn.nn._blas).
     rates = torch.linspace(0, drop_path, depth).tolist() if depth else []
-    return nn.ModuleList(
-        _hash_dropouts(
-            Block(
-                dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=False,
-                proj_drop=dropout,
-                drop_path=rate,
-                attn_layer=_Attention,
-            )
-        )
+    blocks = (
+        Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=False, proj_drop=dropout, drop_path=rate, attn_layer=_Attention)
         for rate in rates
     )
+    return nn.ModuleList(_blas_linears(_hash_dropouts(block)) for block in blocks)
 
 
 class MaskedTransformer(nn.Module):
