@@ -10,12 +10,14 @@ thread each (``benchmarks/bench_cpu_runtime.py``). :func:`mm`, :func:`addmm_` an
 - this thread's torch thread count is 1 (OpenBLAS is then held to one thread too, for this
   thread only, through ``openblas_set_num_threads_local``: OpenBLAS 0.3.27 or later),
 - the operands are CPU float32/float64 tensors of one dtype, outside autocast and compilation,
-- the product has at least :data:`MIN_MACS` multiply-adds (smaller ones were as fast or faster in MKL),
+- the product has at least :data:`MIN_MACS` multiply-adds (smaller ones were as fast or faster
+  in MKL),
 
 and call torch otherwise, so results agree up to float round-off either way. Set the environment
 variable ``HADASKLEARN_BLAS=torch`` (before the first product) to always use torch's BLAS.
 """
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -23,7 +25,7 @@ import threading
 import numpy as np
 import torch
 
-__all__ = ["addmm_", "available", "linear", "mm"]
+__all__ = ["addmm_", "available", "linear", "mm", "torch_only"]
 
 # Below this many multiply-adds a product stays with torch: for the ``lite`` backbone's shapes
 # (up to 25 M, width 64) MKL was as fast or up to 1.6x faster, from about 100 M (the ``curvenet``
@@ -70,6 +72,24 @@ def available():
     return _setter() is not None
 
 
+@contextlib.contextmanager
+def torch_only():
+    """Within the block every product uses torch's BLAS (for comparisons; not thread-safe).
+
+    Examples
+    --------
+    >>> with torch_only():
+    ...     available()
+    False
+    """
+    saved = _setter()
+    _found["setter"] = None
+    try:
+        yield
+    finally:
+        _found["setter"] = saved
+
+
 def _eligible(m, k, n, *tensors):
     """Whether an (m, k) @ (k, n) product of ``tensors`` should go through OpenBLAS here."""
     dtype = tensors[0].dtype
@@ -100,6 +120,7 @@ def _blasable(t):
 
 
 def _openblas_mm(a, b, out):
+    """``out = a @ b`` by OpenBLAS held to one thread for the calling thread."""
     setter = _setter()
     previous = setter(1)
     try:
@@ -133,10 +154,12 @@ def addmm_(c, a, b):
 
 
 def _affine(x, weight, bias):
-    out = mm(x.reshape(-1, x.shape[-1]), weight.T)
+    # a base tensor (not a view), so that callers may modify it in place under autograd
+    out = torch.empty(*x.shape[:-1], weight.shape[0], dtype=x.dtype)
+    mm(x.reshape(-1, x.shape[-1]), weight.T, out=out.view(-1, weight.shape[0]))
     if bias is not None:
         out.add_(bias)
-    return out.view(*x.shape[:-1], weight.shape[0])
+    return out
 
 
 class _Linear(torch.autograd.Function):

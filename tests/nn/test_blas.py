@@ -1,5 +1,6 @@
 """Tests of hadasklearn.nn._blas (products through numpy's OpenBLAS in single-threaded sections)."""
 
+import contextlib
 import threading
 
 import pytest
@@ -66,7 +67,7 @@ def test_products_match_torch(one_thread, calls, dtype, transposed):
     assert len(calls) == 4
 
 
-def test_torch_decides_below_the_size_threshold_with_threads_or_mixed_dtypes(calls, one_thread):
+def test_torch_decides_below_the_size_threshold_per_thread_or_for_mixed_dtypes(calls, one_thread):
     a, b = _operands(torch.float32, False)
     _blas.mm(a[:10, :10], b[:10, :10])  # 1,000 multiply-adds
     with pytest.raises(RuntimeError):
@@ -134,7 +135,7 @@ def test_linear_second_derivatives_fall_back_to_differentiable_products(one_thre
     torch.testing.assert_close(*grads)
 
 
-def test_transformer_blocks_use_it_with_the_same_outputs_and_gradients(one_thread, calls, monkeypatch):
+def test_transformer_blocks_use_it_with_the_same_outputs_and_gradients(one_thread, calls):
     torch.manual_seed(3)
     layer = layers.MaskedTransformer(64, depth=1, num_heads=2).double().eval()  # eval: no dropout masks
     assert {type(m) for m in layer.modules() if isinstance(m, torch.nn.Linear)} == {layers._Linear}
@@ -142,12 +143,11 @@ def test_transformer_blocks_use_it_with_the_same_outputs_and_gradients(one_threa
     x = torch.randn(8, 32, 64, dtype=torch.float64, requires_grad=True)
     results = []
     for use in (True, False):
-        if not use:
-            monkeypatch.setitem(_blas._found, "setter", None)  # torch's products throughout
         layer.zero_grad()
         x.grad = None
-        out = layer(x)
-        out.pow(2).sum().backward()
+        with _blas.torch_only() if not use else contextlib.nullcontext():
+            out = layer(x)
+            out.pow(2).sum().backward()
         results.append([out.detach(), x.grad] + [p.grad for p in layer.parameters()])
     # forward: qkv, proj, fc1, fc2; backward: input and weight gradients of each (qkv's in thirds)
     assert len(calls) == 4 + 2 * 3 + 3 * 2
@@ -155,9 +155,14 @@ def test_transformer_blocks_use_it_with_the_same_outputs_and_gradients(one_threa
         torch.testing.assert_close(got, want)
 
 
-def test_disabled_by_environment(monkeypatch):
+def test_disabled_by_environment_or_block(monkeypatch, one_thread, calls):
     monkeypatch.setenv("HADASKLEARN_BLAS", "torch")
     assert _blas._numpy_openblas() is None
+    a, b = _operands(torch.float32, False)
+    with _blas.torch_only():
+        assert not _blas.available()
+        _blas.mm(a, b)
+    assert _blas.available() and calls == []
 
 
 def test_concurrent_threads_get_their_own_products(one_thread):
