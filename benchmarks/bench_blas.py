@@ -5,7 +5,8 @@ training split (forward ``x @ W.T``, input gradient ``g @ W``, weight gradient `
 the ``curvenet`` transformers (width 256, 4,096 rows per thread) and ``lite`` (width 64, 2,048
 rows), as :func:`torch.mm` and as :func:`hadasklearn.nn._blas.mm` (OpenBLAS held to one thread;
 the size threshold :data:`~hadasklearn.nn._blas.MIN_MACS` is lifted here so that every shape
-goes through it). Part two alternates whole training steps and inference batches of the model
+goes through it). Part two alternates training steps of the ``curvenet`` space-time transformer
+alone, then whole training steps and inference batches of the model
 with and without the OpenBLAS path in one process (``_blas.torch_only``), so both see the same
 machine state. Prints markdown tables. Example::
 
@@ -25,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_nets import _inputs, _median_time, add_step_arguments, training_step  # noqa: E402
 
 from hadasklearn.nn import _blas  # noqa: E402
+from hadasklearn.nn._parallel import row_parallel  # noqa: E402
+from hadasklearn.nn.layers import FactorizedSpaceTimeTransformer  # noqa: E402
 
 # (backbone, rows per thread in the training split, transformer width)
 _BLOCKS = (("curvenet", 4096, 256), ("lite", 2048, 64))
@@ -48,6 +51,29 @@ def product_table(repeats):
         _blas.MIN_MACS = saved
         torch.set_num_threads(threads)
     return rows
+
+
+def transformer_table(args):
+    """``{arm: step times}`` of the ``curvenet`` space-time transformer alone (training split)."""
+    torch.manual_seed(0)
+    layer = FactorizedSpaceTimeTransformer(256, 6, num_heads=4, mlp_ratio=2.0, dropout=0.1).train()
+    x = torch.randn(args.batch, args.clip_length, 32, 256, requires_grad=True)
+    weight = torch.randn(args.batch, args.clip_length, 32, 256)
+
+    def step():
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        (row_parallel(layer, x) * weight).sum().backward()
+
+    results = {"torch BLAS": [], "OpenBLAS": []}
+    step()
+    for rep in range(2 * args.repeats):
+        for arm in list(results)[:: 1 if rep % 2 == 0 else -1]:
+            with _blas.torch_only() if arm == "torch BLAS" else contextlib.nullcontext():
+                start = time.perf_counter()
+                step()
+                results[arm].append(time.perf_counter() - start)
+    return results
 
 
 def step_table(backbone, args):
@@ -90,6 +116,14 @@ def main(argv=None):
     print("|---|---|---|---:|---:|---:|")
     for backbone, form, shape, t_torch, t_blas in product_table(args.product_repeats):
         print(f"| {backbone} | `{form}` | {shape} | {t_torch:.2f} | {t_blas:.2f} | {t_torch / t_blas:.2f} |")
+    print(f"\nThe curvenet space-time transformer alone (6 blocks of width 256 on {args.batch} x {args.clip_length} x 32 "
+          f"tokens), forward and backward split over {args.threads} threads, arms alternating, median of {2 * args.repeats}:\n")
+    print("| products | step (s) | / torch BLAS | steps (s) |")
+    print("|---|---:|---:|---|")
+    results = transformer_table(args)
+    base = statistics.median(results["torch BLAS"])
+    for arm, times in results.items():
+        print(f"| {arm} | {statistics.median(times):.3f} | {statistics.median(times) / base:.2f} | {', '.join(f'{t:.2f}' for t in times)} |")
     print(f"\nWhole steps ({args.threads} threads, {args.batch} clips per training step, inference batch 32, "
           f"arms alternating, median of {args.repeats}):\n")
     print("| backbone | products | train step (s) | / torch BLAS | inference (ms/clip) | / torch BLAS | steps (s) |")
