@@ -2,20 +2,22 @@
 
 The split CPU sections (:mod:`hadasklearn.nn._parallel`: the transformers' training split and
 parallel inference) run torch on one thread per block of rows. There, on the development
-machine's AMD EPYC (AVX2), numpy's OpenBLAS multiplies the transformer's shapes 10-40 % faster
-than the MKL that torch's CPU wheels call (weight-gradient shapes: about equal), measured one
-thread each (``benchmarks/bench_cpu_runtime.py``). :func:`mm`, :func:`addmm_` and
-:func:`linear` use it when
+machine's AMD EPYC (AVX2), numpy's OpenBLAS multiplied the ``curvenet`` transformer's shapes
+8-39 % faster than the MKL that torch's CPU wheels call (layer outputs and input gradients;
+weight gradients -4 to +30 %), one thread each, and the transformer's split training step
+took 10 % less time (``benchmarks/bench_blas.py``, ``docs/nn_table.md``). :func:`mm`,
+:func:`addmm_` and :func:`linear` use it when
 
 - this thread's torch thread count is 1 (OpenBLAS is then held to one thread too, for this
   thread only, through ``openblas_set_num_threads_local``: OpenBLAS 0.3.27 or later),
 - the operands are CPU float32/float64 tensors of one dtype, outside autocast and compilation,
 - the product has at least :data:`MIN_MACS` multiply-adds (smaller ones were as fast or faster
   in MKL),
+- autograd does not record the product (the differentiable :func:`linear` calls them inside
+  its own forward and backward),
 
 and call torch otherwise, so results agree up to float round-off either way. Set the environment
-variable ``HADASKLEARN_BLAS=torch`` (before the first product) to always use torch's BLAS.
-"""
+variable ``HADASKLEARN_BLAS=torch`` (before the first product) to always use torch's BLAS."""
 
 import contextlib
 import ctypes
