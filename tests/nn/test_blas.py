@@ -18,14 +18,6 @@ def small_products(monkeypatch):
 
 
 @pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
 def calls(monkeypatch):
     """Count the products that take the OpenBLAS path."""
     seen = []
