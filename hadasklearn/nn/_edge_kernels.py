@@ -328,7 +328,6 @@ if numba is not None:
                 for ch in range(c):
                     grad_b[cl, i, ch] = gb[ch]
 
-
     @numba.njit(nogil=True, cache=True)
     def _edge_mean_backward(a, b, ptr, src, k, scale, shift, slope, grad, mean, invstd, c_d, c_dx, point_d, point_x,
                             grad_a, grad_b, first, stop):

@@ -571,9 +571,10 @@ class CurveNetEncoder(nn.Module):
       exist only chunk by chunk, and only for the final nonlinearity.
     - On CPU (float32/float64) the k-NN graph and the whole edge layer of an LPFA (BatchNorm
       over edges, LeakyReLU, mean or max over neighbours) run as compiled kernels
-      (:mod:`hadasklearn.nn._edge_kernels`: two passes over the edges forward, two backward)
-      instead of gather-add-normalise-activate-reduce compositions; other devices use the torch
-      composition. Both give the same values up to float round-off.
+      (:mod:`hadasklearn.nn._edge_kernels`: two passes over the edges forward, two backward,
+      the second gathering each point's gradient over its in-edges, whose lists are built once
+      per pass) instead of gather-add-normalise-activate-reduce compositions; other devices use
+      the torch composition. Both give the same values up to float round-off.
     - The curve walk first finds its path (which neighbour each step picks) without autograd,
       then, when gradients are needed, replays the same steps differentiably along that path.
       The candidates' part of the agent score is computed once per point, and the
