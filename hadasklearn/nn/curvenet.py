@@ -716,14 +716,19 @@ class CurveNetEncoder(nn.Module):
             # the walk's candidates (the k nearest other points) as rows of the flattened batch
             walk_rows = _local_flat(knn[..., 1:])
             n, p = points.shape[:2]
-            # how often each point is a neighbour: only the edge BatchNorms' batch statistics use it
-            in_degree = None
-            if self.training:
-                in_degree = torch.bincount(_local_flat(idx).reshape(-1), minlength=n * p).view(n, p).to(points.dtype)
             # every point's in-edges, shared by the compiled edge layers' backward passes
             reverse = None
             if grad_enabled and _edge_kernels.fused_available(points):
                 reverse = _edge_kernels.reverse_graph(idx)
+            # how often each point is a neighbour: only the edge BatchNorms' batch statistics use
+            # it (the lengths of the in-edge lists when those exist)
+            in_degree = None
+            if self.training:
+                if reverse is not None:
+                    in_degree = reverse[0].diff(dim=1)
+                else:
+                    in_degree = torch.bincount(_local_flat(idx).reshape(-1), minlength=n * p).view(n, p)
+                in_degree = in_degree.to(points.dtype)
         graph = _Graph(idx, in_degree, reverse)
         norms = [m for m in self.modules() if isinstance(m, _FunctionalNorm)]
         for m in norms:
