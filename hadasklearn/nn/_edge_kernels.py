@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_norm_act", "fused_available", "knn", "pick_gradient", "reverse_graph", "turn_factor", "walk_path_eval"]
+__all__ = ["edge_act_eval", "edge_norm_act", "fused_available", "knn", "pick_gradient", "reverse_graph", "turn_factor", "walk_path_eval"]
 
 
 def fused_available(*tensors):
@@ -38,19 +38,19 @@ if numba is not None:
         order = np.empty(k, dtype=np.int64)
         cand = np.empty(p, dtype=np.int64)
         radius = np.empty(p)  # the k-th nearest distance (not squared) of the points done so far
+        coords = np.empty((d, p))  # the cloud coordinate-major: contiguous rows vectorise over j
         for cloud in range(first, stop):
             pts = points[cloud]
+            for j in range(p):
+                for c in range(d):
+                    coords[c, j] = pts[j, c]
             for i in range(p):
-                if d == 3:  # a constant trip count lets the compiler vectorise over j
-                    x, y, z = pts[i, 0], pts[i, 1], pts[i, 2]
+                dist[:] = 0.0
+                for c in range(d):
+                    v = pts[i, c]
+                    row = coords[c]
                     for j in range(p):
-                        dist[j] = (pts[j, 0] - x) ** 2 + (pts[j, 1] - y) ** 2 + (pts[j, 2] - z) ** 2
-                else:
-                    for j in range(p):
-                        s = 0.0
-                        for c in range(d):
-                            s += (pts[j, c] - pts[i, c]) ** 2
-                        dist[j] = s
+                        dist[j] += (row[j] - v) ** 2
                 # An upper bound of the k-th nearest distance (triangle inequality): the k nearest
                 # points of m, the nearest point already done, lie within |im| + r_k(m) of i. The
                 # relative slack covers rounding; a loose bound only costs time.
@@ -62,13 +62,17 @@ if numba is not None:
                             m, dm = j, dist[j]
                     r = np.sqrt(dm) + radius[m]
                     bound = r * r * (1.0 + 1e-9)
-                # Branch-free compaction of the candidates within the bound, then the k nearest by
-                # insertion into a sorted list (candidates in index order, so ties keep the lower
-                # index first). Branches per point, not per candidate, made this 2x faster.
+                # Branch-free compaction of the candidates within the bound (in two loops around
+                # i itself), then the k nearest by insertion into a sorted list (candidates in
+                # index order, so ties keep the lower index first). Branches per point, not per
+                # candidate, made this 2x faster.
                 n = 0
-                for j in range(p):
+                for j in range(i):
                     cand[n] = j
-                    n += (dist[j] <= bound) & (j != i)
+                    n += dist[j] <= bound
+                for j in range(i + 1, p):
+                    cand[n] = j
+                    n += dist[j] <= bound
                 filled = 0
                 for q in range(n):
                     j = cand[q]
@@ -88,7 +92,6 @@ if numba is not None:
                 out[cloud, i, 0] = i
                 for m in range(k):
                     out[cloud, i, m + 1] = order[m]
-
 
     # Reassociation lets the channel sums vectorise (so they are not bit-equal to a torch sum);
     # no assumptions about NaN or infinity.
@@ -358,6 +361,35 @@ if numba is not None:
                     grad_b[cl, j, ch] = scale[ch] * (point_d[cl, j, ch] - k * c_d[ch] - invstd[ch] * c_dx[ch] * point_x[cl, j, ch])
 
     @numba.njit(nogil=True, cache=True)
+    def _edge_eval_rows(a, b, idx, slope, use_max, out, first, stop):
+        # Inference with the BatchNorm folded into a and b (x = a[j] + b[i] is already
+        # normalised): no scale or shift per edge, and for the max the shared b[i] and the
+        # (increasing) LeakyReLU are applied once per point, after the max over a[j].
+        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        acc = np.empty(c, dtype=a.dtype)
+        inv_k = a.dtype.type(1.0 / k)
+        for cl in range(first, stop):
+            for i in range(p):
+                if use_max:
+                    acc[:] = -np.inf
+                    for jj in range(k):
+                        j = idx[cl, i, jj]
+                        for ch in range(c):
+                            acc[ch] = max(acc[ch], a[cl, j, ch])
+                    for ch in range(c):
+                        z = acc[ch] + b[cl, i, ch]
+                        out[cl, i, ch] = z if z > 0 else slope * z
+                else:
+                    acc[:] = 0
+                    for jj in range(k):
+                        j = idx[cl, i, jj]
+                        for ch in range(c):
+                            z = a[cl, j, ch] + b[cl, i, ch]
+                            acc[ch] += z if z > 0 else slope * z
+                    for ch in range(c):
+                        out[cl, i, ch] = acc[ch] * inv_k
+
+    @numba.njit(nogil=True, cache=True)
     def _reverse_rows(idx, ptr, src, first, stop):
         # Per cloud, the in-edges of every point j as a CSR list: the points i (ascending, with
         # repeats if j occurs twice in i's list) in src[cl, ptr[cl, j]:ptr[cl, j + 1]].
@@ -608,3 +640,22 @@ def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var,
     """
     return _EdgeNormAct.apply(a, b, weight, bias, idx, in_degree, running_mean, running_var, bool(training),
                               float(eps), float(slope), bool(use_max), reverse)
+
+
+def edge_act_eval(a, b, idx, slope, use_max):
+    """LeakyReLU of the k-NN edges' values ``a[j] + b[i]``, then mean or max over ``j`` (no autograd).
+
+    The inference form of :func:`edge_norm_act`: with the edge BatchNorm's running statistics
+    folded into ``a`` and ``b`` (``a * scale`` and ``b * scale + shift``) the edge value needs
+    no normalisation. For every point ``i`` of every cloud, over its neighbours ``j`` in
+    ``idx[:, i]`` (clouds, points, k): ``mean_j leaky(a[j] + b[i])`` (``use_max=False``) or
+    ``leaky(max_j a[j] + b[i])``, which is ``max_j leaky(a[j] + b[i])`` since LeakyReLU
+    increases. ``a``, ``b``: (clouds, points, channels). Returns a new tensor of their shape.
+    CPU float tensors only (see :func:`fused_available`).
+    """
+    a_, b_, idx_ = a.detach().contiguous(), b.detach().contiguous(), idx.contiguous()
+    out = torch.empty_like(a_)
+    an = a_.numpy()
+    _split_rows(_edge_eval_rows, an.shape[0], an, b_.numpy(), idx_.numpy(), an.dtype.type(slope), bool(use_max),
+                out.numpy())
+    return out

@@ -387,6 +387,46 @@ def test_edge_norm_act_matches_batchnorm_on_materialised_edges(use_max, training
     assert not torch.isnan(results[0][3]).any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("use_max", [False, True])
+@pytest.mark.parametrize("c", [3, 16, 37])
+def test_eval_edge_kernel_matches_materialised_edges(use_max, dtype, c):
+    g = torch.Generator().manual_seed(11)
+    n, p, k = 2, 11, 5
+    a = torch.randn(n, p, c, generator=g, dtype=dtype)
+    b = torch.randn(n, p, c, generator=g, dtype=dtype)
+    idx = torch.randint(0, p, (n, p, k), generator=g)  # repeated neighbours too
+    x = a[torch.arange(n).view(n, 1, 1), idx] + b.unsqueeze(2)  # (n, p, k, c) edges
+    act = F.leaky_relu(x, 0.2)
+    want = act.max(2).values if use_max else act.mean(2)
+    got = _edge_kernels.edge_act_eval(a, b, idx, 0.2, use_max)
+    assert got.dtype == dtype and got.shape == (n, p, c)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("initial", [True, False])
+def test_inference_lpfa_with_folded_batch_norm_matches_the_autograd_path(initial):
+    """Without autograd an eval LPFA folds its edge BatchNorm into the per-point maps."""
+    torch.manual_seed(12)
+    c = 6
+    layer = curvenet._LPFA(3, c, initial).double()
+    layer.norm.running_mean.uniform_(-0.5, 0.5)
+    layer.norm.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        layer.norm.weight.normal_()  # negative scales too: the max must be taken after scaling
+        layer.norm.bias.normal_()
+    layer.eval()
+    points = _points(1)
+    idx = curvenet._knn(points, K)[..., :K].contiguous()
+    x = None if initial else torch.randn(N, P, c, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.enable_grad():  # the edge_norm_act path (running statistics, differentiable)
+        want = layer(points.clone().requires_grad_(), x, curvenet._Graph(idx), False)
+    with torch.inference_mode():
+        got = layer(points, x, curvenet._Graph(idx), False)
+    assert want.requires_grad and not got.requires_grad
+    torch.testing.assert_close(got, want.detach())
+
+
 @settings(max_examples=20, deadline=None)
 @given(n=st.integers(1, 3), p=st.integers(1, 12), k=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_reverse_graph_lists_every_in_edge_in_order(n, p, k, seed):
@@ -459,9 +499,13 @@ def test_eval_conv_bn_folds_running_statistics_into_the_linear_map(act):
     torch.autograd.gradcheck(layer, (x,))
 
 
+@pytest.mark.parametrize("tile_floats", [None, 1, 700])
 @pytest.mark.parametrize("c_in, c_out", [(8, 8), (8, 16)])
-def test_inference_block_accumulates_in_place_with_the_same_values(c_in, c_out):
-    """Without autograd an eval CIC block adds its expansion into the shortcut (or its input)."""
+def test_inference_block_accumulates_in_place_with_the_same_values(c_in, c_out, tile_floats, monkeypatch):
+    """Without autograd an eval CIC block adds its expansion into the shortcut (or its input),
+    row block by row block (one block, blocks of 64 rows, and of 700 // (c_out + c_in ...) -> 64)."""
+    if tile_floats is not None:
+        monkeypatch.setattr(curvenet, "_TILE_FLOATS", tile_floats)
     torch.manual_seed(9)
     block = curvenet._CIC(3, c_in, c_out, 2, (4, 3)).double()
     for m in block.modules():
@@ -480,6 +524,52 @@ def test_inference_block_accumulates_in_place_with_the_same_values(c_in, c_out):
     with torch.inference_mode():
         got = block(points, x.clone(), curvenet._Graph(idx, in_degree), walk_rows, False)
     torch.testing.assert_close(got, expected.detach())
+
+
+@pytest.mark.parametrize("act", [True, False])
+@pytest.mark.parametrize("into", [False, True])
+def test_eval_products_by_row_blocks_match_one_product(act, into, monkeypatch):
+    g = torch.Generator().manual_seed(13)
+    rows = 1000  # 64-row blocks and a last block of 40
+    monkeypatch.setattr(curvenet, "_TILE_FLOATS", 1)
+    x1, w1 = torch.randn(rows, 5, generator=g), torch.randn(7, 5, generator=g)
+    x2, w2 = torch.randn(rows, 3, generator=g), torch.randn(7, 3, generator=g)
+    shift, base = torch.randn(7, generator=g), torch.randn(rows, 7, generator=g)
+    want = x1 @ w1.T + x2 @ w2.T + shift + (base if into else 0)
+    want = F.leaky_relu(want, 0.2) if act else want
+    target = base.clone() if into else None
+    with torch.no_grad():
+        got = curvenet._eval_products([(x1, w1), (x2, w2)], shift, act, into=target)
+    torch.testing.assert_close(got, want)
+    if into:
+        assert got is target
+
+
+def test_curve_aggregation_matches_the_published_attention():
+    torch.manual_seed(14)
+    agg = curvenet._CurveAggregation(8).double()
+    agg.out[1].running_var.uniform_(0.5, 2.0)
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(2, P, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    curves = torch.randn(2, 4, 3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    for mode in ("train", "eval"):
+        agg.train(mode == "train")
+        att = agg.curve_att(curves)
+        inter = agg.inter_key((curves * att.softmax(2)).sum(2))
+        intra = agg.intra_key((curves * att.softmax(1)).sum(1))
+        q = agg.query(x)
+        y = torch.cat(((q @ inter.transpose(1, 2)).softmax(-1) @ agg.inter_value(inter),
+                       (q @ intra.transpose(1, 2)).softmax(-1) @ agg.intra_value(intra)), -1)
+        conv, norm = agg.out[0], agg.out[1]
+        z = F.batch_norm(conv(y.flatten(0, 1)), norm.running_mean.clone(), norm.running_var.clone(), norm.weight, norm.bias,
+                         mode == "train", 0.0, norm.eps)
+        want = F.leaky_relu(z + x.flatten(0, 1), 0.2).view(x.shape)
+        got = agg(x, curves)
+        torch.testing.assert_close(got, want)
+        upstream = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        grads = [torch.autograd.grad((t * upstream).sum(), (x, curves)) for t in (got, want)]
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("into", [False, True])
