@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a core dependency
     numba = None
 
-__all__ = ["edge_act_eval", "edge_norm_act", "fused_available", "knn", "pick_gradient", "reverse_graph", "turn_factor", "walk_path_eval"]
+__all__ = ["edge_norm_act", "fused_available", "knn", "lpfa_eval", "pick_gradient", "reverse_graph", "turn_factor", "walk_path_eval"]
 
 
 def fused_available(*tensors):
@@ -361,30 +361,42 @@ if numba is not None:
                     grad_b[cl, j, ch] = scale[ch] * (point_d[cl, j, ch] - k * c_d[ch] - invstd[ch] * c_dx[ch] * point_x[cl, j, ch])
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_eval_rows(a, b, idx, slope, use_max, out, first, stop):
-        # Inference with the BatchNorm folded into a and b (x = a[j] + b[i] is already
-        # normalised): no scale or shift per edge, and for the max the shared b[i] and the
-        # (increasing) LeakyReLU are applied once per point, after the max over a[j].
-        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
-        acc = np.empty(c, dtype=a.dtype)
-        inv_k = a.dtype.type(1.0 / k)
+    def _lpfa_eval_rows(points, fx, has_fx, g_j, g_i, shift, idx, slope, use_max, out, first, stop):
+        # Inference with the BatchNorm folded into the per-point maps: per cloud, first the
+        # normalised edge terms a = P g_j + fx and b = P g_i - fx + shift of every point (kept
+        # in cache), then each point's edges x = a[j] + b[i], with no scale or shift per edge.
+        # For the max, the shared b[i] and the (increasing) LeakyReLU come after the max over a[j].
+        p, k, c, d = idx.shape[1], idx.shape[2], out.shape[2], points.shape[2]
+        a = np.empty((p, c), dtype=out.dtype)
+        b = np.empty((p, c), dtype=out.dtype)
+        acc = np.empty(c, dtype=out.dtype)
+        inv_k = out.dtype.type(1.0 / k)
         for cl in range(first, stop):
+            for i in range(p):
+                for ch in range(c):
+                    a[i, ch] = fx[cl, i, ch] if has_fx else 0
+                    b[i, ch] = shift[ch] - a[i, ch]
+                for e in range(d):
+                    v = points[cl, i, e]
+                    for ch in range(c):
+                        a[i, ch] += v * g_j[e, ch]
+                        b[i, ch] += v * g_i[e, ch]
             for i in range(p):
                 if use_max:
                     acc[:] = -np.inf
                     for jj in range(k):
                         j = idx[cl, i, jj]
                         for ch in range(c):
-                            acc[ch] = max(acc[ch], a[cl, j, ch])
+                            acc[ch] = max(acc[ch], a[j, ch])
                     for ch in range(c):
-                        z = acc[ch] + b[cl, i, ch]
+                        z = acc[ch] + b[i, ch]
                         out[cl, i, ch] = z if z > 0 else slope * z
                 else:
                     acc[:] = 0
                     for jj in range(k):
                         j = idx[cl, i, jj]
                         for ch in range(c):
-                            z = a[cl, j, ch] + b[cl, i, ch]
+                            z = a[j, ch] + b[i, ch]
                             acc[ch] += z if z > 0 else slope * z
                     for ch in range(c):
                         out[cl, i, ch] = acc[ch] * inv_k
@@ -642,20 +654,38 @@ def edge_norm_act(a, b, idx, in_degree, weight, bias, running_mean, running_var,
                               float(eps), float(slope), bool(use_max), reverse)
 
 
-def edge_act_eval(a, b, idx, slope, use_max):
-    """LeakyReLU of the k-NN edges' values ``a[j] + b[i]``, then mean or max over ``j`` (no autograd).
+def lpfa_eval(points, fx, g_j, g_i, shift, idx, slope, use_max):
+    """An LPFA edge layer in inference, BatchNorm folded: ``reduce_j leaky(a[j] + b[i])`` (no autograd).
 
-    The inference form of :func:`edge_norm_act`: with the edge BatchNorm's running statistics
-    folded into ``a`` and ``b`` (``a * scale`` and ``b * scale + shift``) the edge value needs
-    no normalisation. For every point ``i`` of every cloud, over its neighbours ``j`` in
-    ``idx[:, i]`` (clouds, points, k): ``mean_j leaky(a[j] + b[i])`` (``use_max=False``) or
-    ``leaky(max_j a[j] + b[i])``, which is ``max_j leaky(a[j] + b[i])`` since LeakyReLU
-    increases. ``a``, ``b``: (clouds, points, channels). Returns a new tensor of their shape.
-    CPU float tensors only (see :func:`fused_available`).
+    With the edge BatchNorm's running statistics folded into the per-point maps, the
+    normalised edge value of the edge ``(i, j)`` is ``a[j] + b[i]`` with ``a = P g_j + fx`` and
+    ``b = P g_i - fx + shift`` (``P`` the coordinates). Returns, for every point ``i`` of every
+    cloud, over its neighbours ``j`` in ``idx[:, i]`` (clouds, points, k):
+    ``mean_j leaky(a[j] + b[i])`` (``use_max=False``) or ``leaky(max_j a[j] + b[i])``, which is
+    ``max_j leaky(a[j] + b[i])`` since LeakyReLU increases. ``a`` and ``b`` exist only per
+    cloud, in the kernel.
+
+    Parameters
+    ----------
+    points : (clouds, points, coords) tensor
+    fx : (clouds, points, channels) tensor or None
+        The feature term (``None``: zero, the stem).
+    g_j, g_i : (coords, channels) tensors
+    shift : (channels,) tensor
+    idx : (clouds, points, k) int64 tensor
+    slope : float
+    use_max : bool
+
+    Returns
+    -------
+    (clouds, points, channels) tensor, of ``points``' dtype. CPU float tensors only (see
+    :func:`fused_available`).
     """
-    a_, b_, idx_ = a.detach().contiguous(), b.detach().contiguous(), idx.contiguous()
-    out = torch.empty_like(a_)
-    an = a_.numpy()
-    _split_rows(_edge_eval_rows, an.shape[0], an, b_.numpy(), idx_.numpy(), an.dtype.type(slope), bool(use_max),
-                out.numpy())
+    pts = points.detach().contiguous()
+    as_np = lambda t: t.detach().to(pts.dtype).contiguous().numpy()
+    n, p, c = pts.shape[0], pts.shape[1], shift.shape[0]
+    out = torch.empty(n, p, c, dtype=pts.dtype)
+    fx_ = as_np(fx) if fx is not None else np.empty((1, 1, 1), dtype=out.numpy().dtype)
+    _split_rows(_lpfa_eval_rows, n, pts.numpy(), fx_, fx is not None, as_np(g_j), as_np(g_i), as_np(shift),
+                idx.contiguous().numpy(), out.numpy().dtype.type(slope), bool(use_max), out.numpy())
     return out

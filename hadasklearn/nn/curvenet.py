@@ -256,13 +256,14 @@ class _LinearBatchNorm(torch.autograd.Function):
 def _eval_products(terms, shift, act, into=None):
     """``sum_i x_i @ w_i.T + shift`` (+ ``into``, then LeakyReLU if ``act``) without autograd, by row blocks.
 
-    ``terms``: pairs ``(x, w)`` of 2-D inputs (rows, c_i) and weights (c_out, c_i). ``into``, a
-    (rows, c_out) tensor, is accumulated into in place and returned; otherwise a new tensor.
+    ``terms``: pairs ``(x, w)`` of 2-D inputs (rows, c_i) and weights (c_out, c_i); ``shift``: a
+    (c_out,) tensor or ``None``. ``into``, a (rows, c_out) tensor, is accumulated into in place
+    and returned; otherwise a new tensor.
     Each block of rows is multiplied, shifted and activated while it is in cache (see
     :data:`_TILE_FLOATS`), so a layer costs one pass over its output instead of three or four.
     """
     x0 = terms[0][0]
-    rows, c_out = x0.shape[0], shift.shape[0]
+    rows, c_out = x0.shape[0], terms[0][1].shape[0]
     out = torch.empty(rows, c_out, dtype=x0.dtype, device=x0.device) if into is None else into
     step = max(64, _TILE_FLOATS // (c_out + sum(x.shape[1] for x, _ in terms)))
     transposed = [(x, w.T) for x, w in terms]
@@ -273,7 +274,8 @@ def _eval_products(terms, shift, act, into=None):
                 torch.mm(x[first : first + step], wt, out=block)
             else:
                 block.addmm_(x[first : first + step], wt)
-        block.add_(shift)
+        if shift is not None:
+            block.add_(shift)
         if act:
             F.leaky_relu_(block, _SLOPE)
     return out
@@ -349,24 +351,25 @@ class _LPFA(nn.Module):
         # (channels, points) @ (points, coords) product it picks for a transposed view.
         g_j = (g[:, c : 2 * c] + g[:, 2 * c :]).T.contiguous()
         g_i = (g[:, :c] - g[:, 2 * c :]).T.contiguous()
-        # Inference: the edge BatchNorm's running statistics fold into both per-point maps, so
-        # the edge kernel only adds, activates and reduces.
-        fold = not self.training and not torch.is_grad_enabled() and _edge_kernels.fused_available(points)
-        if fold:
+        if not self.training and not torch.is_grad_enabled() and _edge_kernels.fused_available(points):
+            # Inference: the edge BatchNorm's running statistics fold into the per-point maps,
+            # which one kernel evaluates per cloud (in cache) before adding, activating and
+            # reducing the edges.
             scale, shift = self.norm.affine()
-            g_j, g_i = g_j * scale, g_i * scale
+            fx = None
+            if x is not None:
+                fx = _eval_products([(x.reshape(-1, x.shape[-1]), self.features.weight * scale.unsqueeze(1))], None, False)
+                fx = fx.view(x.shape)
+            return _edge_kernels.lpfa_eval(points, fx, g_j * scale, g_i * scale, shift, idx, _SLOPE, self.initial)
         if x is None:
             a, b = points @ g_j, points @ g_i
         else:
             # a = P g_j + W x, b = P g_i - W x, accumulated into W x's buffer: two (points,
             # channels) tensors instead of five (addmm's input is not kept for backward).
             flat_points = points.reshape(-1, c)
-            flat_x = x.reshape(-1, x.shape[-1])
-            fx = F.linear(flat_x, self.features.weight * scale.unsqueeze(1)) if fold else self.features(flat_x)
+            fx = self.features(x.reshape(-1, x.shape[-1]))
             b = torch.addmm(fx, flat_points, g_i, beta=-1).view(x.shape)
             a = fx.addmm_(flat_points, g_j).view(x.shape)
-        if fold:
-            return _edge_kernels.edge_act_eval(a, b.add_(shift), idx, _SLOPE, self.initial)
         k = idx.shape[-1]
         if _edge_kernels.fused_available(a, b):
             # Edge BatchNorm, LeakyReLU and the neighbour reduction in four passes over the edges

@@ -390,16 +390,20 @@ def test_edge_norm_act_matches_batchnorm_on_materialised_edges(use_max, training
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("use_max", [False, True])
 @pytest.mark.parametrize("c", [3, 16, 37])
-def test_eval_edge_kernel_matches_materialised_edges(use_max, dtype, c):
+@pytest.mark.parametrize("with_features", [False, True])
+def test_eval_lpfa_kernel_matches_materialised_edges(use_max, dtype, c, with_features):
     g = torch.Generator().manual_seed(11)
-    n, p, k = 2, 11, 5
-    a = torch.randn(n, p, c, generator=g, dtype=dtype)
-    b = torch.randn(n, p, c, generator=g, dtype=dtype)
+    n, p, k, d = 2, 11, 5, 3
+    points = torch.randn(n, p, d, generator=g, dtype=dtype)
+    fx = torch.randn(n, p, c, generator=g, dtype=dtype) if with_features else None
+    g_j, g_i, shift = (torch.randn(*shape, generator=g, dtype=dtype) for shape in ((d, c), (d, c), (c,)))
     idx = torch.randint(0, p, (n, p, k), generator=g)  # repeated neighbours too
+    f = 0 if fx is None else fx
+    a, b = points @ g_j + f, points @ g_i - f + shift
     x = a[torch.arange(n).view(n, 1, 1), idx] + b.unsqueeze(2)  # (n, p, k, c) edges
     act = F.leaky_relu(x, 0.2)
     want = act.max(2).values if use_max else act.mean(2)
-    got = _edge_kernels.edge_act_eval(a, b, idx, 0.2, use_max)
+    got = _edge_kernels.lpfa_eval(points, fx, g_j, g_i, shift, idx, 0.2, use_max)
     assert got.dtype == dtype and got.shape == (n, p, c)
     torch.testing.assert_close(got, want)
 
