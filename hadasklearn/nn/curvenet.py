@@ -556,9 +556,15 @@ class _CurveAggregation(nn.Module):
         # Scores as (clouds, descriptors, points), normalised over the descriptors: torch's
         # softmax over a last dimension of 10 or 25 was 1.5-2.5x slower than over the middle
         # dimension of this layout, whose innermost axis (the points) is long.
-        a_inter = (inter @ q).softmax(1).transpose(1, 2)
-        a_intra = (intra @ q).softmax(1).transpose(1, 2)
-        y = torch.cat((a_inter @ self.inter_value(inter), a_intra @ self.intra_value(intra)), -1)
+        a_inter, a_intra = (inter @ q).softmax(1), (intra @ q).softmax(1)
+        v_inter, v_intra = self.inter_value(inter), self.intra_value(intra)
+        if q.shape[1] <= 8:
+            # Narrow values: the weighted sums as (clouds, values, points) products, then one
+            # transposing copy (the two attention parts of a 16-channel block: 2.3-4.2 ms per
+            # 32 clouds, against 3.0-5.6 ms through the transposed scores).
+            y = torch.cat((v_inter.transpose(1, 2) @ a_inter, v_intra.transpose(1, 2) @ a_intra), 1).transpose(1, 2)
+        else:
+            y = torch.cat((a_inter.transpose(1, 2) @ v_inter, a_intra.transpose(1, 2) @ v_intra), -1)
         # 2-D (a base tensor, not a view), so the in-place ops need no copy in backward
         out = F.leaky_relu_(self.out(y.flatten(0, 1)).add_(x.flatten(0, 1)), _SLOPE)
         return out.view(x.shape)

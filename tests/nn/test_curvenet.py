@@ -549,13 +549,14 @@ def test_eval_products_by_row_blocks_match_one_product(act, into, monkeypatch):
         assert got is target
 
 
-def test_curve_aggregation_matches_the_published_attention():
+@pytest.mark.parametrize("channels", [8, 32])  # query widths 4 and 16: both layouts of the weighted sums
+def test_curve_aggregation_matches_the_published_attention(channels):
     torch.manual_seed(14)
-    agg = curvenet._CurveAggregation(8).double()
+    agg = curvenet._CurveAggregation(channels).double()
     agg.out[1].running_var.uniform_(0.5, 2.0)
     g = torch.Generator().manual_seed(15)
-    x = torch.randn(2, P, 8, generator=g, dtype=torch.float64, requires_grad=True)
-    curves = torch.randn(2, 4, 3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, P, channels, generator=g, dtype=torch.float64, requires_grad=True)
+    curves = torch.randn(2, 4, 3, channels, generator=g, dtype=torch.float64, requires_grad=True)
     for mode in ("train", "eval"):
         agg.train(mode == "train")
         att = agg.curve_att(curves)
