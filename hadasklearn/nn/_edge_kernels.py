@@ -107,6 +107,11 @@ if numba is not None:
         return max(np.sqrt(uu), eps)
 
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _turn_from_sums(dot, vv, u_norm, eps):
+        """:func:`_turn` from the sums ``u . v`` and ``v . v``."""
+        return min(max(1.0 + dot / (u_norm * max(np.sqrt(vv), eps)), 0.0), 1.0)
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
     def _turn(candidate, cur, u, u_norm, eps):
         """``clamp(1 + cos(u, candidate - cur), 0, 1)``, the crossover-suppression factor."""
         dot = u.dtype.type(0)
@@ -115,7 +120,7 @@ if numba is not None:
             v = candidate[ch] - cur[ch]
             dot += u[ch] * v
             vv += v * v
-        return min(max(1.0 + dot / (u_norm * max(np.sqrt(vv), eps)), 0.0), 1.0)
+        return _turn_from_sums(dot, vv, u_norm, eps)
 
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
     def _turn_factor_rows(flat, cand, cur, desc, eps, out, first, stop):
@@ -151,6 +156,7 @@ if numba is not None:
         desc = np.empty(c, dtype=flat.dtype)
         cur_feat = np.empty(c, dtype=flat.dtype)
         u = np.empty(c, dtype=flat.dtype)
+        factor = np.empty(k, dtype=flat.dtype)
         for r in range(first, stop):
             cur = start[r]
             for ch in range(c):
@@ -173,16 +179,41 @@ if numba is not None:
                 d = zero
                 for ch in range(c):
                     d += desc[ch] * w_desc[ch]
-                u_norm = _curve_direction(cur_feat, desc, u, eps)
+                if turn:
+                    # Crossover suppression from the second step on. Four candidates at a time:
+                    # their sums are independent, so they overlap instead of each waiting on
+                    # the latency of one chain of additions (1.5x faster than one at a time).
+                    u_norm = _curve_direction(cur_feat, desc, u, eps)
+                    for j0 in range(0, k, 4):
+                        q0, q1 = nbr[cur, j0], nbr[cur, min(j0 + 1, k - 1)]
+                        q2, q3 = nbr[cur, min(j0 + 2, k - 1)], nbr[cur, min(j0 + 3, k - 1)]
+                        d0 = d1 = d2 = d3 = s0 = s1 = s2 = s3 = zero
+                        for ch in range(c):
+                            uc, cc = u[ch], cur_feat[ch]
+                            x0, x1, x2, x3 = flat[q0, ch] - cc, flat[q1, ch] - cc, flat[q2, ch] - cc, flat[q3, ch] - cc
+                            d0 += uc * x0
+                            d1 += uc * x1
+                            d2 += uc * x2
+                            d3 += uc * x3
+                            s0 += x0 * x0
+                            s1 += x1 * x1
+                            s2 += x2 * x2
+                            s3 += x3 * x3
+                        factor[j0] = _turn_from_sums(d0, s0, u_norm, eps)
+                        if j0 + 1 < k:
+                            factor[j0 + 1] = _turn_from_sums(d1, s1, u_norm, eps)
+                        if j0 + 2 < k:
+                            factor[j0 + 2] = _turn_from_sums(d2, s2, u_norm, eps)
+                        if j0 + 3 < k:
+                            factor[j0 + 3] = _turn_from_sums(d3, s3, u_norm, eps)
                 best, top = 0, -np.inf
                 for jj in range(k):
                     q = nbr[cur, jj]
                     cands_out[step, r, jj] = q
                     zj = (point_score[q] + d) * a_scale + a_shift
-                    if turn:  # crossover suppression from the second step on
-                        f = _turn(flat[q], cur_feat, u, u_norm, eps)
-                        factors_out[step - 1, r, jj] = f
-                        zj = zj * f
+                    if turn:
+                        factors_out[step - 1, r, jj] = factor[jj]
+                        zj = zj * factor[jj]
                     # the argmax of the scores is the softmax's (monotone), the first one on ties
                     if zj > top:
                         best, top = jj, zj
