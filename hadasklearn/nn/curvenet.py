@@ -351,7 +351,7 @@ class _LPFA(nn.Module):
         # (channels, points) @ (points, coords) product it picks for a transposed view.
         g_j = (g[:, c : 2 * c] + g[:, 2 * c :]).T.contiguous()
         g_i = (g[:, :c] - g[:, 2 * c :]).T.contiguous()
-        if not self.training and not torch.is_grad_enabled() and _edge_kernels.fused_available(points):
+        if not self.norm.training and not torch.is_grad_enabled() and _edge_kernels.fused_available(points):
             # Inference: the edge BatchNorm's running statistics fold into the per-point maps,
             # which one kernel evaluates per cloud (in cache) before adding, activating and
             # reducing the edges.
@@ -588,7 +588,7 @@ class _CIC(nn.Module):
         # so BatchNorm/LeakyReLU/residual can work in place without autograd copying views.
         n, p = x.shape[:2]
         flat = x.flatten(0, 1)
-        fused_tail = not torch.is_grad_enabled() and not self.expand.training
+        fused_tail = not torch.is_grad_enabled() and not any(m is not None and m.training for m in (self.expand, self.shortcut))
         shortcut = flat if self.shortcut is None or fused_tail else self.shortcut(flat)
         x = self.reduce(flat).view(n, p, -1)
         if self.grouping is not None:
@@ -647,8 +647,11 @@ class CurveNetEncoder(nn.Module):
       gradients equal those of the published step-by-step walk (tested against it). In eval
       mode (running statistics, so the curves are independent) each curve's whole walk is one
       compiled kernel call, curve after curve, so a cloud's features stay in cache.
-    - In eval mode each pointwise layer's BatchNorm is folded into its linear map; without
-      autograd a block's expansion is accumulated into its shortcut (or its own input) in place.
+    - In eval mode each pointwise layer's BatchNorm is folded into its linear map. Without
+      autograd (inference) the pointwise layers run on blocks of rows that stay in cache, a
+      block's shortcut, expansion, residual and activation in one pass per row block, and each
+      LPFA's edge BatchNorm folds into its per-point maps, which the compiled edge kernel
+      evaluates per cloud.
     - Pointwise layers that widen their input keep the input, not their output, for backward
       and recompute the product there; activations, BatchNorm and residual additions work in
       place where autograd allows. Optionally (``checkpoint``) whole CIC blocks keep only their
