@@ -466,6 +466,11 @@ _MIN_ROWS_PER_THREAD = 16384
 _MIN_WALK_ROWS_PER_THREAD = 1024
 
 
+def _as_numpy(t, dtype):
+    """``t`` detached, in ``dtype``, contiguous, as a numpy array (for the kernels' arguments)."""
+    return t.detach().to(dtype).contiguous().numpy()
+
+
 def _split_rows(kernel, n, *args, min_per_thread=None):
     """Run ``kernel(*args, first, stop)`` over blocks of ``n`` rows (clouds, walk rows, elements)
     on torch's thread count, each thread getting at least ``min_per_thread`` rows (default: clouds).
@@ -568,7 +573,7 @@ def walk_path_eval(flat, point_score, nbr, start, length, w_desc, w_momentum, ag
     flat_ = flat.detach().contiguous()
     fl = flat_.numpy()
     dt = fl.dtype
-    as_np = lambda t: t.detach().to(flat_.dtype).contiguous().numpy()
+    as_np = lambda t: _as_numpy(t, flat_.dtype)
     starts = start.contiguous().numpy()
     n_rows, k = starts.shape[0], nbr.shape[1]
     rows = np.empty((n_rows, length), dtype=np.int64)
@@ -712,11 +717,10 @@ def lpfa_eval(points, fx, g_j, g_i, shift, idx, slope, use_max):
     (clouds, points, channels) tensor, of ``points``' dtype. CPU float tensors only (see
     :func:`fused_available`).
     """
-    pts = points.detach().contiguous()
-    as_np = lambda t: t.detach().to(pts.dtype).contiguous().numpy()
-    n, p, c = pts.shape[0], pts.shape[1], shift.shape[0]
-    out = torch.empty(n, p, c, dtype=pts.dtype)
-    fx_ = as_np(fx) if fx is not None else np.empty((1, 1, 1), dtype=out.numpy().dtype)
-    _split_rows(_lpfa_eval_rows, n, pts.numpy(), fx_, fx is not None, as_np(g_j), as_np(g_i), as_np(shift),
-                idx.contiguous().numpy(), out.numpy().dtype.type(slope), bool(use_max), out.numpy())
+    dtype = points.dtype
+    pts = _as_numpy(points, dtype)
+    out = torch.empty(*pts.shape[:2], shift.shape[0], dtype=dtype)
+    fx_ = _as_numpy(fx, dtype) if fx is not None else np.empty((1, 1, 1), dtype=pts.dtype)
+    _split_rows(_lpfa_eval_rows, pts.shape[0], pts, fx_, fx is not None, _as_numpy(g_j, dtype), _as_numpy(g_i, dtype),
+                _as_numpy(shift, dtype), idx.contiguous().numpy(), pts.dtype.type(slope), bool(use_max), out.numpy())
     return out

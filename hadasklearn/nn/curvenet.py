@@ -304,12 +304,11 @@ class _ConvBN(nn.Sequential):
             y = norm(linear(x))
             if into is not None:
                 y = into.add_(y)
-        elif not torch.is_grad_enabled() and x.dim() == 2:
-            weight, shift = self.folded()
-            return _eval_products([(x, weight)], shift, self.act, into)
         else:
-            # the shift added in place: addmm would first copy it into every output row
             weight, shift = self.folded()
+            if not torch.is_grad_enabled() and x.dim() == 2:
+                return _eval_products([(x, weight)], shift, self.act, into)
+            # the shift added in place: addmm would first copy it into every output row
             y = F.linear(x, weight) if into is None else into.addmm_(x, weight.T)
             y.add_(shift)
         # In place: BatchNorm keeps its input for backward, not its output, and LeakyReLU's
