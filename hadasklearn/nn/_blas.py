@@ -16,8 +16,13 @@ took 10 % less time (``benchmarks/bench_blas.py``, ``docs/nn_table.md``). :func:
 - autograd does not record the product (the differentiable :func:`linear` calls them inside
   its own forward and backward),
 
-and call torch otherwise, so results agree up to float round-off either way. Set the environment
-variable ``HADASKLEARN_BLAS=torch`` (before the first product) to always use torch's BLAS."""
+and call torch otherwise, so results agree up to float round-off either way. Products that do
+not qualify and write no ``out`` tensor (:func:`mm`, :func:`linear` on 2-D input) go through
+oneDNN where :func:`hadasklearn.nn._onednn.eligible`: tall products with at most 256 inner and
+output channels, such as the CurveNet encoder's point-wise layers on multi-threaded torch.
+:func:`addmm_` accumulates with torch (oneDNN's product followed by an addition was slower).
+Set the environment variable ``HADASKLEARN_BLAS=torch`` (before the first product) to always
+use torch's BLAS."""
 
 import contextlib
 import ctypes
@@ -26,6 +31,8 @@ import threading
 
 import numpy as np
 import torch
+
+from . import _onednn
 
 __all__ = ["addmm_", "available", "linear", "mm", "torch_only"]
 
@@ -76,7 +83,7 @@ def available():
 
 @contextlib.contextmanager
 def torch_only():
-    """Within the block every product uses torch's BLAS (for comparisons; not thread-safe).
+    """Within the block every product uses torch's BLAS, neither OpenBLAS nor oneDNN (for comparisons; not thread-safe).
 
     Examples
     --------
@@ -87,7 +94,8 @@ def torch_only():
     saved = _setter()
     _found["setter"] = None
     try:
-        yield
+        with _onednn.torch_only():
+            yield
     finally:
         _found["setter"] = saved
 
@@ -135,17 +143,22 @@ def _openblas_mm(a, b, out):
 def mm(a, b, out=None):
     """``a @ b`` for 2-D tensors (into ``out`` if given); torch's own product whenever autograd records.
 
+    Single-threaded sections use OpenBLAS for large products (module notes); tall, narrow
+    products without ``out`` go through oneDNN where :func:`hadasklearn.nn._onednn.eligible`.
+
     Examples
     --------
     >>> import torch
     >>> mm(torch.ones(2, 3), torch.ones(3, 4)).tolist()[0]
     [3.0, 3.0, 3.0, 3.0]
     """
-    if not _use_openblas(a, b) or (out is not None and not out.is_contiguous()):
-        return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
+    if _use_openblas(a, b) and (out is None or out.is_contiguous()):
+        if out is None:
+            out = torch.empty(a.shape[0], b.shape[1], dtype=a.dtype)
+        return _openblas_mm(a, b, out)
     if out is None:
-        out = torch.empty(a.shape[0], b.shape[1], dtype=a.dtype)
-    return _openblas_mm(a, b, out)
+        return _onednn.mm(a, b)  # torch.mm where oneDNN is not eligible
+    return torch.mm(a, b, out=out)
 
 
 def addmm_(c, a, b):
@@ -157,8 +170,11 @@ def addmm_(c, a, b):
 
 def _affine(x, weight, bias):
     # a base tensor (not a view), so that callers may modify it in place under autograd
-    out = torch.empty(*x.shape[:-1], weight.shape[0], dtype=x.dtype)
-    mm(x.reshape(-1, x.shape[-1]), weight.T, out=out.view(-1, weight.shape[0]))
+    if x.dim() == 2:
+        out = mm(x, weight.T)
+    else:
+        out = torch.empty(*x.shape[:-1], weight.shape[0], dtype=x.dtype)
+        mm(x.reshape(-1, x.shape[-1]), weight.T, out=out.view(-1, weight.shape[0]))
     if bias is not None:
         out.add_(bias)
     return out
@@ -191,9 +207,11 @@ def linear(x, weight, bias=None):
     >>> linear(torch.ones(2, 5, 3), torch.ones(4, 3), torch.zeros(4)).shape
     torch.Size([2, 5, 4])
     """
-    if x.dim() < 2 or weight.dim() != 2 or not _eligible(
-        x.numel() // max(x.shape[-1], 1), *weight.T.shape, *(t for t in (x, weight, bias) if t is not None)
-    ):
+    if x.dim() < 2 or weight.dim() != 2:
+        return torch.nn.functional.linear(x, weight, bias)
+    tensors = [t for t in (x, weight, bias) if t is not None]
+    onednn = x.dim() == 2 and all(t.dtype == x.dtype for t in tensors) and _onednn.eligible(x.detach(), weight.detach().T)
+    if not onednn and not _eligible(x.numel() // max(x.shape[-1], 1), *weight.T.shape, *tensors):
         return torch.nn.functional.linear(x, weight, bias)
     if _recording(x, weight, bias):
         return _Linear.apply(x, weight, bias)

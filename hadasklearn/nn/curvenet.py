@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from . import _edge_kernels
+from . import _blas, _edge_kernels
 
 __all__ = ["CurveNetEncoder"]
 
@@ -222,7 +222,7 @@ class _LinearBatchNorm(torch.autograd.Function):
         a = gamma * torch.rsqrt(var + eps)
         w_folded = weight * a.unsqueeze(1)
         if into is None:
-            out = (xc @ w_folded.T).add_(beta)
+            out = _blas.mm(xc, w_folded.T).add_(beta)
         else:
             ctx.mark_dirty(into)
             out = into.addmm_(xc, w_folded.T).add_(beta)
@@ -247,7 +247,7 @@ class _LinearBatchNorm(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             mixed = weight.T @ (weight * t.unsqueeze(1))  # W.T diag(t) W, (c_in, c_in)
             w_folded = weight * a.unsqueeze(1)
-            grad_x = (grad @ w_folded).addmm_(xc, mixed, alpha=-1).sub_((a * grad_beta / n) @ weight)
+            grad_x = _blas.mm(grad, w_folded).addmm_(xc, mixed, alpha=-1).sub_((a * grad_beta / n) @ weight)
         if ctx.needs_input_grad[1]:
             grad_w = g_x * a.unsqueeze(1) - (n * t).unsqueeze(1) * (weight @ cov)
         return grad_x, grad_w, grad_gamma, grad_beta, (grad if ctx.has_into else None), None
@@ -301,7 +301,7 @@ class _ConvBN(nn.Sequential):
             y, mean, var = _LinearBatchNorm.apply(x, linear.weight, norm.weight, norm.bias, into, norm.eps)
             norm.record(mean, var, x.shape[0])
         elif norm.training:
-            y = norm(linear(x))
+            y = norm(_blas.linear(x, linear.weight))
             if into is not None:
                 y = into.add_(y)
         else:
@@ -366,7 +366,7 @@ class _LPFA(nn.Module):
             # a = P g_j + W x, b = P g_i - W x, accumulated into W x's buffer: two (points,
             # channels) tensors instead of five (addmm's input is not kept for backward).
             flat_points = points.reshape(-1, c)
-            fx = self.features(x.reshape(-1, x.shape[-1]))
+            fx = _blas.linear(x.reshape(-1, x.shape[-1]), self.features.weight)
             b = torch.addmm(fx, flat_points, g_i, beta=-1).view(x.shape)
             a = fx.addmm_(flat_points, g_j).view(x.shape)
         k = idx.shape[-1]
@@ -551,7 +551,7 @@ class _CurveAggregation(nn.Module):
         inter = (curves * att.softmax(2)).sum(2)  # one descriptor per curve
         intra = (curves * att.softmax(1)).sum(1)  # one descriptor per step
         inter, intra = self.inter_key(inter), self.intra_key(intra)
-        q = self.query(x).transpose(1, 2)
+        q = _blas.linear(x.flatten(0, 1), self.query.weight).view(*x.shape[:2], -1).transpose(1, 2)
         # Scores as (clouds, descriptors, points), normalised over the descriptors: torch's
         # softmax over a last dimension of 10 or 25 was 1.5-2.5x slower than over the middle
         # dimension of this layout, whose innermost axis (the points) is long.
