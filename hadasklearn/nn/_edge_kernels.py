@@ -237,123 +237,134 @@ if numba is not None:
                     partial[cl, ch] += w * a[cl, i, ch] + k * b[cl, i, ch]
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_centred_squares(a, b, idx, mean, partial, first, stop):
+    def _edge_centred_squares(a, b, idx, mean, partial, point_x, first, stop):
+        # Per cloud the sum of (x - mean)**2 over the edges; per point, its edges' sum of
+        # x - mean (``point_x``, for the backward of the mean over neighbours).
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
         acc = np.empty(c, dtype=a.dtype)  # one point's k edges, then added in float64
+        sx = np.empty(c, dtype=a.dtype)
         for cl in range(first, stop):
             for i in range(p):
                 acc[:] = 0
+                sx[:] = 0
                 for jj in range(k):
                     j = idx[cl, i, jj]
                     for ch in range(c):
                         v = a[cl, j, ch] + b[cl, i, ch] - mean[ch]
                         acc[ch] += v * v
+                        sx[ch] += v
                 for ch in range(c):
                     partial[cl, ch] += acc[ch]
+                    point_x[cl, i, ch] = sx[ch]
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_act_forward(a, b, idx, scale, shift, slope, use_max, out, arg, first, stop):
+    def _edge_mean_act_forward(a, b, idx, scale, shift, mean, beta, one, slope, out, point_s, point_sx, first, stop):
+        # The mean over neighbours of leaky(z), z = scale * x + shift = scale * (x - mean) + beta.
+        # leaky(z) = s z with s = 1 or slope, so a point's sum is scale * sum(s (x - mean)) +
+        # beta * sum(s): those two sums are kept (``point_sx``, ``point_s``), and the backward's
+        # per-point sums follow from them without another pass over the edges.
+        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        ss = np.empty(c, dtype=a.dtype)
+        sx = np.empty(c, dtype=a.dtype)
+        for cl in range(first, stop):
+            for i in range(p):
+                ss[:] = 0
+                sx[:] = 0
+                for jj in range(k):
+                    j = idx[cl, i, jj]
+                    for ch in range(c):
+                        x = a[cl, j, ch] + b[cl, i, ch]
+                        # the backward's own expression, so the same edges count as active
+                        w = one if scale[ch] * x + shift[ch] > 0 else slope
+                        ss[ch] += w
+                        sx[ch] += w * (x - mean[ch])
+                for ch in range(c):
+                    out[cl, i, ch] = (scale[ch] * sx[ch] + beta[ch] * ss[ch]) / k
+                    point_s[cl, i, ch] = ss[ch]
+                    point_sx[cl, i, ch] = sx[ch]
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_mean_grad_sums(grad, point_s, point_sx, k, invstd, point_d, partial_d, partial_dx, first, stop):
+        # Per point d = dLoss/dz summed over its edges (g s summed: g point_s with g = grad / k)
+        # and d (x - mean) summed (g point_sx), from the forward's sums; per cloud their totals.
+        p, c = grad.shape[1], grad.shape[2]
+        sd = np.empty(c)  # a cloud's sums in float64
+        sdx = np.empty(c)
+        for cl in range(first, stop):
+            sd[:] = 0
+            sdx[:] = 0
+            for i in range(p):
+                for ch in range(c):
+                    g = grad[cl, i, ch] / k
+                    d = g * point_s[cl, i, ch]
+                    point_d[cl, i, ch] = d
+                    sd[ch] += d
+                    sdx[ch] += g * point_sx[cl, i, ch]
+            for ch in range(c):
+                partial_d[cl, ch] += sd[ch]
+                partial_dx[cl, ch] += sdx[ch] * invstd[ch]
+
+    @numba.njit(nogil=True, cache=True)
+    def _edge_max_act_forward(a, b, idx, scale, shift, slope, out, arg, first, stop):
+        # leaky(max_j z) with z = scale * x + shift, and which neighbour gave each maximum
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
         acc = np.empty(c, dtype=a.dtype)
         first_arg = np.empty(c, dtype=np.int32)
         for cl in range(first, stop):
             for i in range(p):
-                if use_max:
-                    acc[:] = -np.inf
-                    first_arg[:] = 0
-                    for jj in range(k):
-                        j = idx[cl, i, jj]
-                        for ch in range(c):
-                            z = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch]
-                            # selects, not branches (they vectorise); strictly greater, so the
-                            # first neighbour reaching the maximum gets the gradient, as torch.max
-                            better = z > acc[ch]
-                            first_arg[ch] = jj if better else first_arg[ch]
-                            acc[ch] = z if better else acc[ch]
+                acc[:] = -np.inf
+                first_arg[:] = 0
+                for jj in range(k):
+                    j = idx[cl, i, jj]
                     for ch in range(c):
-                        z = acc[ch]
-                        out[cl, i, ch] = z if z > 0 else slope * z
-                        arg[cl, i, ch] = first_arg[ch]
-                else:
-                    acc[:] = 0
-                    for jj in range(k):
-                        j = idx[cl, i, jj]
-                        for ch in range(c):
-                            z = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch]
-                            acc[ch] += z if z > 0 else slope * z
-                    for ch in range(c):
-                        out[cl, i, ch] = acc[ch] / k
+                        z = scale[ch] * (a[cl, j, ch] + b[cl, i, ch]) + shift[ch]
+                        # selects, not branches (they vectorise); strictly greater, so the
+                        # first neighbour reaching the maximum gets the gradient, as torch.max
+                        better = z > acc[ch]
+                        first_arg[ch] = jj if better else first_arg[ch]
+                        acc[ch] = z if better else acc[ch]
+                for ch in range(c):
+                    z = acc[ch]
+                    out[cl, i, ch] = z if z > 0 else slope * z
+                    arg[cl, i, ch] = first_arg[ch]
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_act_grad_sums(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, partial_d, partial_dx,
-                            point_d, point_x, first, stop):
+    def _edge_max_grad_sums(a, b, idx, scale, shift, slope, arg, grad, mean, invstd, partial_d, partial_dx, first, stop):
         # Per cloud: sum over edges of d = dLoss/dz and of d * x-hat (the BatchNorm backward's
-        # two reductions). Each point's k edges are summed in the data's precision first. With
-        # the mean over neighbours, every point's own sums over its k edges, of d and of
-        # x - mean, are kept too (``point_d``, ``point_x``): its gradient in ``b`` follows from them.
-        p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
-        g = np.empty(c, dtype=a.dtype)
-        sd = np.empty(c, dtype=a.dtype)
-        sdx = np.empty(c, dtype=a.dtype)
-        sx = np.empty(c, dtype=a.dtype)
+        # two reductions); with the max over neighbours only each point's arg-max edge has d != 0.
+        p, c = idx.shape[1], a.shape[2]
         for cl in range(first, stop):
             for i in range(p):
-                sd[:] = 0
-                sdx[:] = 0
-                if use_max:
-                    for ch in range(c):
-                        j = idx[cl, i, arg[cl, i, ch]]
-                        x = a[cl, j, ch] + b[cl, i, ch]
-                        d = grad[cl, i, ch]
-                        if scale[ch] * x + shift[ch] <= 0:
-                            d *= slope
-                        sd[ch] = d
-                        sdx[ch] = d * (x - mean[ch])
-                else:
-                    sx[:] = 0
-                    for ch in range(c):
-                        g[ch] = grad[cl, i, ch] / k
-                    for jj in range(k):
-                        j = idx[cl, i, jj]
-                        # sums of d * x and x, centred below: one product fewer per edge keeps
-                        # this loop vectorised for narrow (16-channel) layers
-                        for ch in range(c):
-                            x = a[cl, j, ch] + b[cl, i, ch]
-                            d = g[ch] if scale[ch] * x + shift[ch] > 0 else g[ch] * slope
-                            sd[ch] += d
-                            sdx[ch] += d * x
-                            sx[ch] += x
-                    for ch in range(c):
-                        sdx[ch] -= mean[ch] * sd[ch]
-                        point_d[cl, i, ch] = sd[ch]
-                        point_x[cl, i, ch] = sx[ch] - k * mean[ch]
                 for ch in range(c):
-                    partial_d[cl, ch] += sd[ch]
-                    partial_dx[cl, ch] += sdx[ch] * invstd[ch]
+                    j = idx[cl, i, arg[cl, i, ch]]
+                    x = a[cl, j, ch] + b[cl, i, ch]
+                    d = grad[cl, i, ch]
+                    if scale[ch] * x + shift[ch] <= 0:
+                        d *= slope
+                    partial_d[cl, ch] += d
+                    partial_dx[cl, ch] += d * (x - mean[ch]) * invstd[ch]
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_act_backward(a, b, idx, scale, shift, slope, use_max, arg, grad, mean, invstd, c_d, c_dx, grad_a, grad_b, first, stop):
+    def _edge_max_backward(a, b, idx, scale, shift, slope, arg, grad, mean, invstd, c_d, c_dx, grad_a, grad_b, first, stop):
         # dLoss/dx on every edge: scale * (d - mean(d) - x-hat * mean(d x-hat)) in training, the
         # means being zero in eval mode; scattered to the neighbour j and summed for the point i.
-        # Serves the max over neighbours (the mean has the gathering _edge_mean_backward).
+        # Only the arg-max edge carries the activation's gradient d.
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
-        g = np.empty(c, dtype=a.dtype)
         gb = np.empty(c, dtype=a.dtype)
         dx = np.empty(c, dtype=a.dtype)
         for cl in range(first, stop):
             grad_a[cl] = 0
             for i in range(p):
                 gb[:] = 0
-                for ch in range(c):
-                    g[ch] = grad[cl, i, ch] if use_max else grad[cl, i, ch] / k
                 for jj in range(k):
                     j = idx[cl, i, jj]
                     # the edge's gradient into a local row first (vectorises), then scattered
                     for ch in range(c):
                         x = a[cl, j, ch] + b[cl, i, ch]
-                        d = g[ch] if scale[ch] * x + shift[ch] > 0 else g[ch] * slope
-                        if use_max and arg[cl, i, ch] != jj:
-                            d = g[ch] * 0
+                        g = grad[cl, i, ch]
+                        d = g if scale[ch] * x + shift[ch] > 0 else g * slope
+                        if arg[cl, i, ch] != jj:
+                            d = g * 0
                         dx[ch] = scale[ch] * (d - c_d[ch] - (x - mean[ch]) * invstd[ch] * c_dx[ch])
                     for ch in range(c):
                         gb[ch] += dx[ch]
@@ -369,7 +380,7 @@ if numba is not None:
         # gradients of the edges that end in it (its in-edges ``src[ptr[j]:ptr[j + 1]]``, see
         # _reverse_rows). On an edge dLoss/dx = scale * (d - c_d - (x - mean) * invstd * c_dx), so
         # over j's in-edges only the sums of d and of b[i] are needed; b's gradient comes from each
-        # point's own sums (_edge_act_grad_sums). Every row is written once: no scatter, no races.
+        # point's own sums (_edge_mean_grad_sums). Every row is written once: no scatter, no races.
         p, c = a.shape[1], a.shape[2]
         sd = np.empty(c, dtype=a.dtype)
         sb = np.empty(c, dtype=a.dtype)
@@ -595,24 +606,35 @@ class _EdgeNormAct(torch.autograd.Function):
         k = idx_.shape[2]
         n_edges = n * p * k
         an, bn, ixn = a_.numpy(), b_.numpy(), idx_.numpy()
+        dt = an.dtype
         if training:
             partial = np.zeros((n, c))
             _split_rows(_edge_sum_rows, n, an, bn, in_degree.to(a_.dtype).contiguous().numpy(), k, partial)
             mean = partial.sum(0) / n_edges
             partial = np.zeros((n, c))
             # centred second pass: exact variance without E[x^2] - E[x]^2 cancellation
-            _split_rows(_edge_centred_squares, n, an, bn, ixn, mean.astype(an.dtype), partial)
+            point_x = np.empty_like(an)
+            _split_rows(_edge_centred_squares, n, an, bn, ixn, mean.astype(dt), partial, point_x)
             var = partial.sum(0) / n_edges
         else:
             mean = running_mean.detach().double().numpy()
             var = running_var.detach().double().numpy()
+            point_x = None  # the backward's terms in it vanish without batch statistics
         invstd = 1.0 / np.sqrt(var + eps)
         gamma, beta = weight.detach().double().numpy(), bias.detach().double().numpy()
-        scale = (gamma * invstd).astype(an.dtype)
-        shift = (beta - gamma * invstd * mean).astype(an.dtype)
+        scale = (gamma * invstd).astype(dt)
+        shift = (beta - gamma * invstd * mean).astype(dt)
         out = np.empty_like(an)
-        arg = np.empty(an.shape if use_max else (1, 1, 1), dtype=np.int32)
-        _split_rows(_edge_act_forward, n, an, bn, ixn, scale, shift, an.dtype.type(slope), use_max, out, arg)
+        if use_max:
+            arg = np.empty(an.shape, dtype=np.int32)
+            _split_rows(_edge_max_act_forward, n, an, bn, ixn, scale, shift, dt.type(slope), out, arg)
+            ctx.point_sums = None
+        else:
+            arg = np.empty((1, 1, 1), dtype=np.int32)
+            point_s, point_sx = np.empty_like(an), np.empty_like(an)
+            _split_rows(_edge_mean_act_forward, n, an, bn, ixn, scale, shift, mean.astype(dt), beta.astype(dt), dt.type(1),
+                        dt.type(slope), out, point_s, point_sx)
+            ctx.point_sums = (point_s, point_sx, point_x)
         ctx.save_for_backward(a_, b_, idx_, torch.from_numpy(arg))
         ctx.reverse = reverse
         ctx.stats = (mean, invstd, scale, shift)
@@ -627,14 +649,19 @@ class _EdgeNormAct(torch.autograd.Function):
         mean, invstd, scale, shift = ctx.stats
         training, slope, use_max, n_edges = ctx.config
         n, c = a.shape[0], a.shape[2]
+        k = idx.shape[2]
         an, bn, dt = a.numpy(), b.numpy(), scale.dtype
         slope, gn = dt.type(slope), grad.contiguous().to(a.dtype).numpy()
         mean_, invstd_ = mean.astype(dt), invstd.astype(dt)
         partial_d, partial_dx = np.zeros((n, c)), np.zeros((n, c))
-        # the mean's per-point sums over each point's own edges, for its gradient in b
-        point_d, point_x = (np.empty((1, 1, 1), dtype=dt),) * 2 if use_max else (np.empty_like(an), np.empty_like(an))
-        _split_rows(_edge_act_grad_sums, n, an, bn, idx.numpy(), scale, shift, slope, use_max, arg.numpy(), gn, mean_,
-                    invstd_, partial_d, partial_dx, point_d, point_x)
+        if use_max:
+            _split_rows(_edge_max_grad_sums, n, an, bn, idx.numpy(), scale, shift, slope, arg.numpy(), gn, mean_, invstd_,
+                        partial_d, partial_dx)
+        else:
+            # every point's sums over its own edges, from the forward's (no pass over the edges)
+            point_s, point_sx, point_x = ctx.point_sums
+            point_d = np.empty_like(an)
+            _split_rows(_edge_mean_grad_sums, n, gn, point_s, point_sx, dt.type(k), invstd_, point_d, partial_d, partial_dx)
         d_sum, dx_sum = partial_d.sum(0), partial_dx.sum(0)
         if training:  # the batch statistics depend on every edge
             c_d, c_dx = (d_sum / n_edges).astype(dt), (dx_sum / n_edges).astype(dt)
@@ -642,12 +669,15 @@ class _EdgeNormAct(torch.autograd.Function):
             c_d = c_dx = np.zeros(c, dtype=dt)
         grad_a, grad_b = np.empty_like(an), np.empty_like(bn)
         if use_max:
-            _split_rows(_edge_act_backward, n, an, bn, idx.numpy(), scale, shift, slope, use_max, arg.numpy(), gn, mean_,
-                        invstd_, c_d, c_dx, grad_a, grad_b)
+            _split_rows(_edge_max_backward, n, an, bn, idx.numpy(), scale, shift, slope, arg.numpy(), gn, mean_, invstd_,
+                        c_d, c_dx, grad_a, grad_b)
         else:
+            if point_x is None:  # eval mode: multiplied by c_dx = 0
+                point_x = np.zeros_like(an)
             ptr, src = ctx.reverse if ctx.reverse is not None else reverse_graph(idx)
-            _split_rows(_edge_mean_backward, n, an, bn, ptr.numpy(), src.numpy(), idx.shape[2], scale, shift, slope, gn,
+            _split_rows(_edge_mean_backward, n, an, bn, ptr.numpy(), src.numpy(), k, scale, shift, slope, gn,
                         mean_, invstd_, c_d, c_dx, point_d, point_x, grad_a, grad_b)
+        ctx.point_sums = None
         dtype = a.dtype
         grad_weight = torch.from_numpy(dx_sum).to(dtype)
         grad_bias = torch.from_numpy(d_sum).to(dtype)
