@@ -108,39 +108,108 @@ if numba is not None:
 
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
     def _turn_from_sums(dot, vv, u_norm, eps):
-        """:func:`_turn` from the sums ``u . v`` and ``v . v``."""
+        """``clamp(1 + cos(u, v), 0, 1)``, the crossover-suppression factor, from ``u . v`` and ``v . v``."""
         return min(max(1.0 + dot / (u_norm * max(np.sqrt(vv), eps)), 0.0), 1.0)
 
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
-    def _turn(candidate, cur, u, u_norm, eps):
-        """``clamp(1 + cos(u, candidate - cur), 0, 1)``, the crossover-suppression factor."""
-        dot = u.dtype.type(0)
-        vv = u.dtype.type(0)
+    def _crossover_sums4(flat, q0, q1, q2, q3, cur, u):
+        """``u . v`` and ``v . v`` for the four candidates ``v = flat[q] - cur``, summed side by side.
+
+        Four independent sums overlap their addition chains and their candidates' row loads
+        (which miss the cache when a walk step visits a cloud for the first time); one
+        candidate at a time waits on each in turn.
+        """
+        zero = flat.dtype.type(0)
+        d0 = d1 = d2 = d3 = s0 = s1 = s2 = s3 = zero
         for ch in range(u.shape[0]):
-            v = candidate[ch] - cur[ch]
-            dot += u[ch] * v
-            vv += v * v
-        return _turn_from_sums(dot, vv, u_norm, eps)
+            uc, cc = u[ch], cur[ch]
+            x0, x1, x2, x3 = flat[q0, ch] - cc, flat[q1, ch] - cc, flat[q2, ch] - cc, flat[q3, ch] - cc
+            d0 += uc * x0
+            d1 += uc * x1
+            d2 += uc * x2
+            d3 += uc * x3
+            s0 += x0 * x0
+            s1 += x1 * x1
+            s2 += x2 * x2
+            s3 += x3 * x3
+        return d0, d1, d2, d3, s0, s1, s2, s3
 
     @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
-    def _turn_factor_rows(flat, cand, cur, desc, eps, out, first, stop):
+    def _turn_factors(flat, nbr, cur, cur_feat, u, u_norm, eps, factor):
+        """The crossover factors (:func:`turn_factor`) of the ``k`` candidates ``nbr[cur]``, into ``factor``."""
+        k = factor.shape[0]
+        for j0 in range(0, k, 4):
+            d0, d1, d2, d3, s0, s1, s2, s3 = _crossover_sums4(
+                flat, nbr[cur, j0], nbr[cur, min(j0 + 1, k - 1)], nbr[cur, min(j0 + 2, k - 1)], nbr[cur, min(j0 + 3, k - 1)],
+                cur_feat, u)
+            factor[j0] = _turn_from_sums(d0, s0, u_norm, eps)
+            if j0 + 1 < k:
+                factor[j0 + 1] = _turn_from_sums(d1, s1, u_norm, eps)
+            if j0 + 2 < k:
+                factor[j0 + 2] = _turn_from_sums(d2, s2, u_norm, eps)
+            if j0 + 3 < k:
+                factor[j0 + 3] = _turn_from_sums(d3, s3, u_norm, eps)
+
+    @numba.njit(nogil=True, cache=True)
+    def _touch_cloud(flat, cloud, points_per_cloud):
+        """Read one value per 64-byte line of a cloud's rows of ``flat``, in order; returns their sum.
+
+        A walk step gathers its candidates' rows in no particular order. When it reaches a
+        cloud whose rows are not in cache, every gather waits on memory (the first touches are
+        most of a cloud's gathers: 25 curves x 20 candidates against 478 points). Read in
+        order first, the rows stream in at the hardware prefetcher's pace: the crossover
+        factors of a training step's 6,400 walk rows took 2.1-2.8 ms instead of 4.9-7.3 ms.
+        """
+        values = flat.reshape(-1)
+        step = max(1, 64 // flat.itemsize)
+        acc = flat.dtype.type(0)
+        for e in range(cloud * points_per_cloud * flat.shape[1], (cloud + 1) * points_per_cloud * flat.shape[1], step):
+            acc += values[e]
+        return acc
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _turn_factor_rows(flat, cand, cur, desc, eps, points_per_cloud, out, touched, first, stop):
         u = np.empty(flat.shape[1], dtype=flat.dtype)
+        last, acc = -1, flat.dtype.type(0)
         for r in range(first, stop):
+            cloud = cand[r, 0] // points_per_cloud
+            if cloud != last:  # rows come cloud by cloud: each cloud is read in order once
+                acc += _touch_cloud(flat, cloud, points_per_cloud)
+                last = cloud
             u_norm = _curve_direction(cur[r], desc[r], u, eps)
-            for jj in range(cand.shape[1]):
-                out[r, jj] = _turn(flat[cand[r, jj]], cur[r], u, u_norm, eps)
+            _turn_factors(flat, cand, r, cur[r], u, u_norm, eps, out[r])
+        touched[first] = acc  # kept, so that the reads are not optimised away
 
     @numba.njit(nogil=True, cache=True, fastmath=True)
-    def _pick_gradient_rows(flat, cand, grad, out, first, stop):
+    def _pick_gradient_rows(flat, cand, grad, points_per_cloud, out, touched, first, stop):
+        # four candidates at a time, for the reason given in _crossover_sums4; each cloud's
+        # rows read in order first (_touch_cloud)
         k, c = cand.shape[1], flat.shape[1]
         zero = flat.dtype.type(0)
+        last, acc = -1, zero
         for r in range(first, stop):
-            for jj in range(k):
-                j = cand[r, jj]
-                s = zero
+            cloud = cand[r, 0] // points_per_cloud
+            if cloud != last:
+                acc += _touch_cloud(flat, cloud, points_per_cloud)
+                last = cloud
+            for j0 in range(0, k, 4):
+                q0, q1 = cand[r, j0], cand[r, min(j0 + 1, k - 1)]
+                q2, q3 = cand[r, min(j0 + 2, k - 1)], cand[r, min(j0 + 3, k - 1)]
+                s0 = s1 = s2 = s3 = zero
                 for ch in range(c):
-                    s += grad[r, ch] * flat[j, ch]
-                out[r, jj] = s
+                    g = grad[r, ch]
+                    s0 += g * flat[q0, ch]
+                    s1 += g * flat[q1, ch]
+                    s2 += g * flat[q2, ch]
+                    s3 += g * flat[q3, ch]
+                out[r, j0] = s0
+                if j0 + 1 < k:
+                    out[r, j0 + 1] = s1
+                if j0 + 2 < k:
+                    out[r, j0 + 2] = s2
+                if j0 + 3 < k:
+                    out[r, j0 + 3] = s3
+        touched[first] = acc
 
     # ---- the curve walk's path search with running statistics (eval), all steps per row ----
     # Each walk row (one curve) runs all its steps before the next row starts; rows are ordered
@@ -180,32 +249,9 @@ if numba is not None:
                 for ch in range(c):
                     d += desc[ch] * w_desc[ch]
                 if turn:
-                    # Crossover suppression from the second step on. Four candidates at a time:
-                    # their sums are independent, so they overlap instead of each waiting on
-                    # the latency of one chain of additions (1.5x faster than one at a time).
+                    # crossover suppression from the second step on
                     u_norm = _curve_direction(cur_feat, desc, u, eps)
-                    for j0 in range(0, k, 4):
-                        q0, q1 = nbr[cur, j0], nbr[cur, min(j0 + 1, k - 1)]
-                        q2, q3 = nbr[cur, min(j0 + 2, k - 1)], nbr[cur, min(j0 + 3, k - 1)]
-                        d0 = d1 = d2 = d3 = s0 = s1 = s2 = s3 = zero
-                        for ch in range(c):
-                            uc, cc = u[ch], cur_feat[ch]
-                            x0, x1, x2, x3 = flat[q0, ch] - cc, flat[q1, ch] - cc, flat[q2, ch] - cc, flat[q3, ch] - cc
-                            d0 += uc * x0
-                            d1 += uc * x1
-                            d2 += uc * x2
-                            d3 += uc * x3
-                            s0 += x0 * x0
-                            s1 += x1 * x1
-                            s2 += x2 * x2
-                            s3 += x3 * x3
-                        factor[j0] = _turn_from_sums(d0, s0, u_norm, eps)
-                        if j0 + 1 < k:
-                            factor[j0 + 1] = _turn_from_sums(d1, s1, u_norm, eps)
-                        if j0 + 2 < k:
-                            factor[j0 + 2] = _turn_from_sums(d2, s2, u_norm, eps)
-                        if j0 + 3 < k:
-                            factor[j0 + 3] = _turn_from_sums(d3, s3, u_norm, eps)
+                    _turn_factors(flat, nbr, cur, cur_feat, u, u_norm, eps, factor)
                 best, top = 0, -np.inf
                 for jj in range(k):
                     q = nbr[cur, jj]
@@ -509,7 +555,7 @@ def knn(points, k):
     return torch.from_numpy(out)
 
 
-def turn_factor(flat, cand, cur, desc, eps=1e-8):
+def turn_factor(flat, cand, cur, desc, eps=1e-8, points_per_cloud=None):
     """CurveNet's crossover-suppression factor ``clamp(1 + cos(cur - desc, flat[j] - cur), 0, 1)``.
 
     For each walk row ``r`` (one curve) and candidate ``j = cand[r, jj]``:
@@ -518,26 +564,44 @@ def turn_factor(flat, cand, cur, desc, eps=1e-8):
     (points, channels); ``cand``: (rows, k) int64 rows of ``flat``; ``cur``, ``desc``: (rows,
     channels). Returns (rows, k); not differentiable (CurveNet uses it as a constant). CPU float
     tensors only (see :func:`fused_available`).
+
+    ``points_per_cloud``: when ``flat`` holds clouds of this many consecutive rows and every
+    row's candidates lie in one cloud, with the rows ordered by cloud, each cloud's rows are
+    read in order before its walk rows (faster; see ``_touch_cloud``). ``None``: the whole of
+    ``flat`` counts as one cloud.
     """
     flat_, cand_ = flat.detach().contiguous(), cand.contiguous()
     cur_, desc_ = cur.detach().contiguous(), desc.detach().contiguous()
     out = torch.empty(cand_.shape, dtype=flat_.dtype)
+    touched = np.zeros(max(1, cand_.shape[0]), dtype=flat_.numpy().dtype)  # see _touch_cloud
     _split_rows(_turn_factor_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), cur_.numpy(), desc_.numpy(),
-                 float(eps), out.numpy(), min_per_thread=_MIN_ROWS_PER_THREAD)
+                 float(eps), _cloud_rows(flat_, points_per_cloud), out.numpy(), touched,
+                 min_per_thread=_MIN_ROWS_PER_THREAD)
     return out
 
 
-def pick_gradient(flat, cand, grad):
+def _cloud_rows(flat, points_per_cloud):
+    """The rows per cloud for the kernels' in-order reads (all of ``flat`` when ``None``)."""
+    if points_per_cloud is None:
+        return max(1, flat.shape[0])
+    if points_per_cloud < 1 or flat.shape[0] % points_per_cloud:
+        raise ValueError(f"points_per_cloud must divide the {flat.shape[0]} rows of flat, got {points_per_cloud}.")
+    return int(points_per_cloud)
+
+
+def pick_gradient(flat, cand, grad, points_per_cloud=None):
     """``out[r, jj] = grad[r] . flat[cand[r, jj]]``: the gradient of a candidate weight ``r, jj``.
 
     The walk's straight-through selection weights each candidate's features ``flat[cand[r, jj]]``
     by a probability; this is that probability's gradient, without building the (rows, k,
     channels) candidate tensor. CPU float tensors only (see :func:`fused_available`).
+    ``points_per_cloud``: as for :func:`turn_factor`.
     """
     flat_, cand_, grad_ = flat.detach().contiguous(), cand.contiguous(), grad.detach().contiguous().to(flat.dtype)
     out = torch.empty(cand_.shape, dtype=flat_.dtype)
-    _split_rows(_pick_gradient_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), grad_.numpy(), out.numpy(),
-                 min_per_thread=_MIN_ROWS_PER_THREAD)
+    touched = np.zeros(max(1, cand_.shape[0]), dtype=flat_.numpy().dtype)
+    _split_rows(_pick_gradient_rows, cand_.shape[0], flat_.numpy(), cand_.numpy(), grad_.numpy(),
+                 _cloud_rows(flat_, points_per_cloud), out.numpy(), touched, min_per_thread=_MIN_ROWS_PER_THREAD)
     return out
 
 

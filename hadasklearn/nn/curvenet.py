@@ -423,10 +423,10 @@ class _CurveGrouping(nn.Module):
         # candidates (each walk pass gathers from these).
         point_score = (flat @ self.agent.weight[:, :c].T).squeeze(-1)
         with torch.no_grad():
-            rows, cands, factors = self._path(flat.detach(), point_score.detach(), nbr_flat, start_rows, record=not replay)
+            rows, cands, factors = self._path(flat.detach(), point_score.detach(), nbr_flat, start_rows, p, record=not replay)
         if not replay:
             return flat.index_select(0, rows.reshape(-1)).view(n, self.n_curves, self.curve_length, c)
-        curves = self._replay(flat, point_score, start_rows, rows, cands, factors)
+        curves = self._replay(flat, point_score, start_rows, rows, cands, factors, p)
         return curves.view(n, self.n_curves, self.curve_length, c)
 
     def _blend(self, cur_feat, desc, record):
@@ -442,8 +442,12 @@ class _CurveGrouping(nn.Module):
         score = cand_score + desc @ self.agent.weight[:, desc.shape[-1] :].T
         return self.agent_norm(score.unsqueeze(-1), record).squeeze(-1)
 
-    def _path(self, flat, point_score, nbr_flat, start_rows, record):
-        """Walk without gradients; return the picked rows (rows, length), candidates and factors."""
+    def _path(self, flat, point_score, nbr_flat, start_rows, points_per_cloud, record):
+        """Walk without gradients; return the picked rows (rows, length), candidates and factors.
+
+        ``flat`` holds clouds of ``points_per_cloud`` consecutive rows; the walk rows
+        ``start_rows`` come cloud by cloud.
+        """
         if not self.training and _edge_kernels.fused_available(flat):
             return self._fused_eval_path(flat, point_score, nbr_flat, start_rows)
         cur = start_rows
@@ -457,7 +461,7 @@ class _CurveGrouping(nn.Module):
             score = self._score(point_score.index_select(0, cand.reshape(-1)).view(cand.shape), desc, record)
             if step > 0:
                 # crossover suppression: damp candidates that turn the curve back on itself
-                factor = _turn_factor(flat, cand, cur_feat, desc)
+                factor = _turn_factor(flat, cand, cur_feat, desc, points_per_cloud)
                 factors.append(factor)
                 score = score * factor
             choice = score.softmax(-1).argmax(-1, keepdim=True)
@@ -476,7 +480,7 @@ class _CurveGrouping(nn.Module):
         )
         return rows, list(cands.unbind(0)), list(factors.unbind(0))
 
-    def _replay(self, flat, point_score, start_rows, rows, cands, factors):
+    def _replay(self, flat, point_score, start_rows, rows, cands, factors, points_per_cloud):
         """The walk along a known path, differentiable: straight-through hard selection."""
         n_rows, c = rows.shape[0], flat.shape[1]
         # One gather each for all steps' features and candidate scores (one gradient scatter each).
@@ -494,17 +498,17 @@ class _CurveGrouping(nn.Module):
                 score = score * factors[step - 1]
             prob = score.softmax(-1)
             # forward: the picked point's features; backward: the softmax's straight-through path
-            curves.append(feats[step + 1] + _StraightThrough.apply(prob, detached, cands[step]))
+            curves.append(feats[step + 1] + _StraightThrough.apply(prob, detached, cands[step], points_per_cloud))
         return torch.stack(curves, 1)
 
 
 _COS_EPS = 1e-8
 
 
-def _turn_factor(flat, cand, cur, desc):
+def _turn_factor(flat, cand, cur, desc, points_per_cloud=None):
     """``clamp(1 + cos(cur - desc, flat[cand] - cur), 0, 1)`` per walk row and candidate."""
     if _edge_kernels.fused_available(flat):
-        return _edge_kernels.turn_factor(flat, cand, cur, desc, _COS_EPS)
+        return _edge_kernels.turn_factor(flat, cand, cur, desc, _COS_EPS, points_per_cloud)
     u = cur - desc
     v = _gather_rows(flat, cand) - cur.unsqueeze(1)
     dot = (v @ u.unsqueeze(-1)).squeeze(-1)
@@ -520,16 +524,17 @@ class _StraightThrough(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, prob, flat, cand):
+    def forward(ctx, prob, flat, cand, points_per_cloud=None):
         ctx.save_for_backward(flat, cand)
+        ctx.points_per_cloud = points_per_cloud
         return prob.new_zeros(prob.shape[0], flat.shape[1])
 
     @staticmethod
     def backward(ctx, grad):
         flat, cand = ctx.saved_tensors
         if _edge_kernels.fused_available(flat):
-            return _edge_kernels.pick_gradient(flat, cand, grad), None, None
-        return (_gather_rows(flat, cand) @ grad.unsqueeze(-1)).squeeze(-1), None, None
+            return _edge_kernels.pick_gradient(flat, cand, grad, ctx.points_per_cloud), None, None, None
+        return (_gather_rows(flat, cand) @ grad.unsqueeze(-1)).squeeze(-1), None, None, None
 
 
 class _CurveAggregation(nn.Module):

@@ -327,9 +327,9 @@ def test_compiled_eval_walk_matches_the_torch_walk(monkeypatch, dtype):
     start = (torch.randint(0, p, (n, 12), generator=g) + p * torch.arange(n).view(n, 1)).reshape(-1)
     point_score = flat @ group.agent.weight[0, :16]
     with torch.no_grad():
-        rows, cands, factors = group._path(flat, point_score, nbr, start, False)
+        rows, cands, factors = group._path(flat, point_score, nbr, start, p, False)
         monkeypatch.setattr(_edge_kernels, "fused_available", lambda *t: False)
-        r_rows, r_cands, r_factors = group._path(flat, point_score, nbr, start, False)
+        r_rows, r_cands, r_factors = group._path(flat, point_score, nbr, start, p, False)
     assert len(cands) == 6 and len(factors) == 5
     assert torch.equal(rows, r_rows)
     for a, b in zip(cands, r_cands):
@@ -338,18 +338,30 @@ def test_compiled_eval_walk_matches_the_torch_walk(monkeypatch, dtype):
         torch.testing.assert_close(a, b)
 
 
-def test_turn_factor_and_pick_gradient_kernels_match_torch():
+@pytest.mark.parametrize("k", [4, 5, 7])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_turn_factor_and_pick_gradient_kernels_match_torch(k, dtype):
+    """Four candidates at a time (k with and without a remainder), with and without in-order cloud reads."""
     g = torch.Generator().manual_seed(5)
-    flat = torch.randn(40, 7, generator=g, dtype=torch.float64)
-    cand = torch.randint(0, 40, (9, 4), generator=g)
-    cur, desc = flat[:9].clone(), torch.randn(9, 7, generator=g, dtype=torch.float64)
+    n_clouds, p, c, rows = 5, 8, 7, 9
+    flat = torch.randn(n_clouds * p, c, generator=g, dtype=dtype)
+    # each walk row's candidates in one cloud; rows ordered by cloud, one cloud visited twice apart
+    cloud = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 1])
+    cand = torch.randint(0, p, (rows, k), generator=g) + p * cloud.view(rows, 1)
+    cur, desc = flat[cand[:, 0]].clone(), torch.randn(rows, c, generator=g, dtype=dtype)
     desc[0] = cur[0]  # a zero direction: the eps guard, no NaN
-    cand[1, 2] = 1  # a candidate equal to the current point
+    cand[1, 2] = cand[1, 0]  # a candidate equal to the current point
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
     ref = (1 + torch.nn.functional.cosine_similarity((cur - desc).unsqueeze(1), flat[cand] - cur.unsqueeze(1), dim=-1, eps=1e-8)).clamp(0, 1)
-    torch.testing.assert_close(_edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8), ref)
-    assert torch.equal(_edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8)[0], torch.ones(4, dtype=torch.float64))
-    grad = torch.randn(9, 7, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(_edge_kernels.pick_gradient(flat, cand, grad), torch.einsum("rkc,rc->rk", flat[cand], grad))
+    grad = torch.randn(rows, c, generator=g, dtype=dtype)
+    ref_pick = torch.einsum("rkc,rc->rk", flat[cand], grad)
+    for per_cloud in (None, p):
+        got = _edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8, per_cloud)
+        torch.testing.assert_close(got, ref, **tol)
+        assert torch.equal(got[0], torch.ones(k, dtype=dtype))
+        torch.testing.assert_close(_edge_kernels.pick_gradient(flat, cand, grad, per_cloud), ref_pick, **tol)
+    with pytest.raises(ValueError, match="must divide"):
+        _edge_kernels.turn_factor(flat, cand, cur, desc, 1e-8, 6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
