@@ -10,6 +10,7 @@ serve CPU float tensors; on other devices (or without numba) the torch compositi
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .._threads import even_edges, map_ranges
 
@@ -448,6 +449,50 @@ if numba is not None:
                     grad_a[cl, j, ch] = scale[ch] * (sd[ch] / k - n_in * c_d[ch] - invstd[ch] * c_dx[ch] * centred)
                     grad_b[cl, j, ch] = scale[ch] * (point_d[cl, j, ch] - k * c_d[ch] - invstd[ch] * c_dx[ch] * point_x[cl, j, ch])
 
+    # ---- an LPFA's per-point edge terms a = P g_j + W x, b = P g_i - W x and their gradients ----
+    # P has 2 or 3 columns (coordinates): as torch products these are skinny products that ran
+    # at 1-2 G multiply-adds per second; as one pass over the rows they run at memory speed.
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _point_terms_rows(points, fx, has_fx, g_j, g_i, a, b, first, stop):
+        # g_j, g_i: (3, channels), with a zero third row for 2-D points
+        c = a.shape[1]
+        zero = a.dtype.type(0)
+        for r in range(first, stop):
+            p0, p1 = points[r, 0], points[r, 1]
+            p2 = points[r, 2] if points.shape[1] > 2 else zero
+            for ch in range(c):
+                sj = p0 * g_j[0, ch] + p1 * g_j[1, ch] + p2 * g_j[2, ch]
+                si = p0 * g_i[0, ch] + p1 * g_i[1, ch] + p2 * g_i[2, ch]
+                if has_fx:
+                    f = fx[r, ch]  # ``a`` may be ``fx`` itself: read before written
+                    b[r, ch] = si - f
+                    a[r, ch] = sj + f
+                else:
+                    a[r, ch] = sj
+                    b[r, ch] = si
+
+    @numba.njit(nogil=True, cache=True, fastmath=_REASSOC)
+    def _point_terms_grad_blocks(points, grad_a, grad_b, has_fx, grad_fx, block, partial_j, partial_i, first, stop):
+        # per block of rows, P.T grad_a and P.T grad_b (float64); grad_fx = grad_a - grad_b
+        n, d, c = points.shape[0], points.shape[1], grad_a.shape[1]
+        acc_j = np.empty((d, c))
+        acc_i = np.empty((d, c))
+        for blk in range(first, stop):
+            acc_j[:] = 0
+            acc_i[:] = 0
+            for r in range(blk * block, min(n, (blk + 1) * block)):
+                for e in range(d):
+                    pe = points[r, e]
+                    for ch in range(c):
+                        acc_j[e, ch] += pe * grad_a[r, ch]
+                        acc_i[e, ch] += pe * grad_b[r, ch]
+                if has_fx:
+                    for ch in range(c):
+                        grad_fx[r, ch] = grad_a[r, ch] - grad_b[r, ch]
+            partial_j[blk] = acc_j
+            partial_i[blk] = acc_i
+
     @numba.njit(nogil=True, cache=True)
     def _lpfa_eval_rows(points, fx, has_fx, g_j, g_i, shift, idx, slope, use_max, out, first, stop):
         # Inference with the BatchNorm folded into the per-point maps: per cloud, first the
@@ -746,6 +791,64 @@ class _EdgeNormAct(torch.autograd.Function):
         grad_weight = torch.from_numpy(dx_sum).to(dtype)
         grad_bias = torch.from_numpy(d_sum).to(dtype)
         return (torch.from_numpy(grad_a), torch.from_numpy(grad_b), grad_weight, grad_bias) + (None,) * 9
+
+
+# Rows per block of the point terms' weight gradients (partial sums in float64 per block).
+_POINT_BLOCK = 4096
+
+
+class _PointTerms(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, fx, g_j, g_i):
+        pts = points.detach().contiguous()
+        dtype = pts.dtype
+        n, c = pts.shape[0], g_j.shape[1]
+        has_fx = fx is not None
+        # a is accumulated into fx's buffer where it can be (a fresh product the caller does not keep)
+        in_place = has_fx and fx.is_contiguous() and fx.dtype == dtype
+        a = fx if in_place else torch.empty(n, c, dtype=dtype)
+        b = torch.empty(n, c, dtype=dtype)
+        fx_ = _as_numpy(fx, dtype) if has_fx else np.empty((1, 1), dtype=pts.numpy().dtype)
+        pad = (0, 0, 0, 3 - pts.shape[1])  # a zero third row for 2-D points
+        _split_rows(_point_terms_rows, n, pts.numpy(), fx_, has_fx, _as_numpy(F.pad(g_j.detach(), pad), dtype),
+                    _as_numpy(F.pad(g_i.detach(), pad), dtype), a.detach().numpy(), b.numpy(), min_per_thread=_MIN_ROWS_PER_THREAD)
+        if in_place:
+            ctx.mark_dirty(fx)
+        ctx.save_for_backward(pts)
+        ctx.has_fx = has_fx
+        return a, b
+
+    @staticmethod
+    def backward(ctx, grad_a, grad_b):
+        (pts,) = ctx.saved_tensors
+        n, d, dtype = pts.shape[0], pts.shape[1], pts.dtype
+        ga, gb = grad_a.contiguous().to(dtype), grad_b.contiguous().to(dtype)
+        c = ga.shape[1]
+        n_blocks = max(1, -(-n // _POINT_BLOCK))
+        partial_j, partial_i = np.empty((n_blocks, d, c)), np.empty((n_blocks, d, c))
+        grad_fx = torch.empty(n, c, dtype=dtype) if ctx.has_fx else None
+        gfx = grad_fx.numpy() if ctx.has_fx else np.empty((1, 1), dtype=pts.numpy().dtype)
+        _split_rows(_point_terms_grad_blocks, n_blocks, pts.numpy(), ga.numpy(), gb.numpy(), ctx.has_fx, gfx, _POINT_BLOCK,
+                    partial_j, partial_i, min_per_thread=1)
+        grad_j = torch.from_numpy(partial_j.sum(0)).to(dtype)
+        grad_i = torch.from_numpy(partial_i.sum(0)).to(dtype)
+        return None, grad_fx, grad_j, grad_i
+
+
+def point_terms(points, fx, g_j, g_i):
+    """An LPFA's per-point edge terms ``a = points @ g_j + fx`` and ``b = points @ g_i - fx``.
+
+    ``points``: (rows, coords) coordinates (not differentiated); ``fx``: (rows, channels) or
+    ``None`` (then ``a = points @ g_j``, ``b = points @ g_i``); when contiguous and of
+    ``points``' dtype it is overwritten with ``a`` and returned as it (so it must be a tensor
+    nothing else needs, e.g. a fresh layer output);
+    ``g_j``, ``g_i``: (coords, channels). Differentiable in ``fx``, ``g_j`` and ``g_i``; the
+    weight gradients ``points.T @ grad`` are summed in float64 per block of rows. CPU float
+    tensors only (see :func:`fused_available`).
+
+    Returns ``(a, b)``, each (rows, channels).
+    """
+    return _PointTerms.apply(points, fx, g_j, g_i)
 
 
 def reverse_graph(idx):

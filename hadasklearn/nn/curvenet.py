@@ -360,15 +360,21 @@ class _LPFA(nn.Module):
                 fx = _eval_products([(x.reshape(-1, x.shape[-1]), self.features.weight * scale.unsqueeze(1))], None, False)
                 fx = fx.view(x.shape)
             return _edge_kernels.lpfa_eval(points, fx, g_j * scale, g_i * scale, shift, idx, _SLOPE, self.initial)
-        if x is None:
+        flat_points = points.reshape(-1, c)
+        fx = None if x is None else _blas.linear(x.reshape(-1, x.shape[-1]), self.features.weight)
+        shape = (*points.shape[:2], g_j.shape[1])
+        if _edge_kernels.fused_available(points):
+            # a = P g_j + W x, b = P g_i - W x in one pass, a in W x's buffer; their gradients
+            # in P's 3 columns (skinny products at 1-2 G multiply-adds per second in torch)
+            # in one pass too
+            a, b = (t.view(shape) for t in _edge_kernels.point_terms(flat_points, fx, g_j, g_i))
+        elif fx is None:
             a, b = points @ g_j, points @ g_i
         else:
-            # a = P g_j + W x, b = P g_i - W x, accumulated into W x's buffer: two (points,
-            # channels) tensors instead of five (addmm's input is not kept for backward).
-            flat_points = points.reshape(-1, c)
-            fx = _blas.linear(x.reshape(-1, x.shape[-1]), self.features.weight)
-            b = torch.addmm(fx, flat_points, g_i, beta=-1).view(x.shape)
-            a = fx.addmm_(flat_points, g_j).view(x.shape)
+            # accumulated into W x's buffer: two (points, channels) tensors instead of five
+            # (addmm's input is not kept for backward)
+            b = torch.addmm(fx, flat_points, g_i, beta=-1).view(shape)
+            a = fx.addmm_(flat_points, g_j).view(shape)
         k = idx.shape[-1]
         if _edge_kernels.fused_available(a, b):
             # Edge BatchNorm, LeakyReLU and the neighbour reduction in four passes over the edges

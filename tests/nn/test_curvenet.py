@@ -635,3 +635,43 @@ def test_folded_batch_norm_is_accurate_in_float32_for_inputs_far_from_zero():
     got = run(lambda *t: curvenet._LinearBatchNorm.apply(*t, None, 1e-5)[0], torch.float32)
     for a, b in zip(got, expected):
         assert (a.double() - b).abs().max() <= 2e-5 * b.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("coords", [2, 3])
+@pytest.mark.parametrize("fx_kind", [None, "fresh", "strided"])
+def test_point_terms_match_torch_products(monkeypatch, dtype, coords, fx_kind):
+    """a = P g_j + fx and b = P g_i - fx in one pass, with their gradients (several row blocks)."""
+    monkeypatch.setattr(_edge_kernels, "_POINT_BLOCK", 7)
+    g = torch.Generator().manual_seed(11)
+    rows, c = 53, 5
+    points = torch.randn(rows, coords, generator=g, dtype=dtype) * 30  # raw coordinates
+    g_j = torch.randn(coords, c, generator=g, dtype=dtype, requires_grad=True)
+    g_i = torch.randn(coords, c, generator=g, dtype=dtype, requires_grad=True)
+    x = torch.randn(rows, c, generator=g, dtype=dtype, requires_grad=True)
+    up_a, up_b = torch.randn(rows, c, generator=g, dtype=dtype), torch.randn(rows, c, generator=g, dtype=dtype)
+    results = []
+    for fused in (True, False):
+        for t in (g_j, g_i, x):
+            t.grad = None
+        fx = None
+        if fx_kind == "fresh":
+            fx = x * 2
+        elif fx_kind == "strided":
+            fx = (x * 2).T.contiguous().T  # not row-contiguous: a new tensor for a
+        if fused:
+            a, b = _edge_kernels.point_terms(points, fx, g_j, g_i)
+            if fx_kind == "fresh":
+                assert a is fx  # accumulated in place
+        else:
+            a, b = points @ g_j, points @ g_i
+            if fx is not None:
+                a, b = a + fx, b - fx
+        ((a * up_a).sum() + (b * up_b).sum()).backward()
+        results.append([a.detach(), b.detach(), g_j.grad, g_i.grad, x.grad])
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-4}
+    for got, want in zip(*results):
+        if want is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, want, **tol)
