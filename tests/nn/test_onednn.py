@@ -40,6 +40,7 @@ def test_products_match_torch_for_both_right_operand_layouts(calls, weight_major
     assert calls == [((300, 70), (90, 70))]
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN:UserWarning")  # torch's, from mkldnn.flags
 def test_ineligible_products_use_torch(calls):
     a, b = _operands()
     a64, b64 = _operands(dtype=torch.float64)
