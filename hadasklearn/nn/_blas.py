@@ -91,13 +91,8 @@ def torch_only():
     ...     available()
     False
     """
-    saved = _setter()
-    _found["setter"] = None
-    try:
-        with _onednn.torch_only():
-            yield
-    finally:
-        _found["setter"] = saved
+    with _onednn.cleared(_found, "setter", _setter), _onednn.torch_only():
+        yield
 
 
 def _eligible(m, k, n, *tensors):

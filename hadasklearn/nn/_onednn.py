@@ -88,12 +88,23 @@ def torch_only():
     ...     available()
     False
     """
-    saved = _op()
-    _state["op"] = None
+    with cleared(_state, "op", _op):
+        yield
+
+
+@contextlib.contextmanager
+def cleared(state, key, load):
+    """Within the block ``state[key]`` is ``None`` (after ``load()`` has filled it), then restored.
+
+    The switch of :func:`torch_only` here and in :mod:`hadasklearn.nn._blas`, whose lazily
+    found backends live in such a dictionary.
+    """
+    saved = load()
+    state[key] = None
     try:
         yield
     finally:
-        _state["op"] = saved
+        state[key] = saved
 
 
 def eligible(a, b):
