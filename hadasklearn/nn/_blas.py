@@ -69,11 +69,7 @@ def _numpy_openblas():
 
 
 def _setter():
-    if "setter" not in _found:
-        with _find_lock:
-            if "setter" not in _found:
-                _found["setter"] = _numpy_openblas()
-    return _found["setter"]
+    return _onednn.found(_found, _find_lock, "setter", _numpy_openblas)
 
 
 def available():

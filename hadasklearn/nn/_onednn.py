@@ -59,12 +59,20 @@ def _probe():
     return op
 
 
+def found(state, lock, key, probe):
+    """``state[key]``, set once by ``probe()`` under ``lock``: a backend looked up lazily, thread-safely.
+
+    Serves this module's oneDNN operator and :mod:`hadasklearn.nn._blas`'s OpenBLAS thread setter.
+    """
+    if key not in state:
+        with lock:
+            if key not in state:
+                state[key] = probe()
+    return state[key]
+
+
 def _op():
-    if "op" not in _state:
-        with _lock:
-            if "op" not in _state:
-                _state["op"] = _probe()
-    return _state["op"]
+    return found(_state, _lock, "op", _probe)
 
 
 def available():
