@@ -284,9 +284,9 @@ if numba is not None:
                     partial[cl, ch] += w * a[cl, i, ch] + k * b[cl, i, ch]
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_centred_squares(a, b, idx, mean, partial, point_x, first, stop):
-        # Per cloud the sum of (x - mean)**2 over the edges; per point, its edges' sum of
-        # x - mean (``point_x``, for the backward of the mean over neighbours).
+    def _edge_centred_squares(a, b, idx, mean, partial, keep_x, point_x, first, stop):
+        # Per cloud the sum of (x - mean)**2 over the edges; per point, with ``keep_x``, its
+        # edges' sum of x - mean (``point_x``, for the backward of the mean over neighbours).
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
         acc = np.empty(c, dtype=a.dtype)  # one point's k edges, then added in float64
         sx = np.empty(c, dtype=a.dtype)
@@ -302,15 +302,18 @@ if numba is not None:
                         sx[ch] += v
                 for ch in range(c):
                     partial[cl, ch] += acc[ch]
-                    point_x[cl, i, ch] = sx[ch]
+                if keep_x:
+                    for ch in range(c):
+                        point_x[cl, i, ch] = sx[ch]
 
     @numba.njit(nogil=True, cache=True)
-    def _edge_mean_act_forward(a, b, idx, scale, shift, mean, beta, one, slope, out, point_s, point_sx, first, stop):
+    def _edge_mean_act_forward(a, b, idx, scale, shift, mean, beta, slope, out, point_s, point_sx, first, stop):
         # The mean over neighbours of leaky(z), z = scale * x + shift = scale * (x - mean) + beta.
         # leaky(z) = s z with s = 1 or slope, so a point's sum is scale * sum(s (x - mean)) +
         # beta * sum(s): those two sums are kept (``point_sx``, ``point_s``), and the backward's
         # per-point sums follow from them without another pass over the edges.
         p, k, c = idx.shape[1], idx.shape[2], a.shape[2]
+        one = a.dtype.type(1)
         ss = np.empty(c, dtype=a.dtype)
         sx = np.empty(c, dtype=a.dtype)
         for cl in range(first, stop):
@@ -721,9 +724,10 @@ class _EdgeNormAct(torch.autograd.Function):
             _split_rows(_edge_sum_rows, n, an, bn, in_degree.to(a_.dtype).contiguous().numpy(), k, partial)
             mean = partial.sum(0) / n_edges
             partial = np.zeros((n, c))
-            # centred second pass: exact variance without E[x^2] - E[x]^2 cancellation
-            point_x = np.empty_like(an)
-            _split_rows(_edge_centred_squares, n, an, bn, ixn, mean.astype(dt), partial, point_x)
+            # centred second pass: exact variance without E[x^2] - E[x]^2 cancellation (and,
+            # for the mean's backward, each point's sum of x - mean)
+            point_x = np.empty((1, 1, 1), dtype=dt) if use_max else np.empty_like(an)
+            _split_rows(_edge_centred_squares, n, an, bn, ixn, mean.astype(dt), partial, not use_max, point_x)
             var = partial.sum(0) / n_edges
         else:
             mean = running_mean.detach().double().numpy()
@@ -741,8 +745,8 @@ class _EdgeNormAct(torch.autograd.Function):
         else:
             arg = np.empty((1, 1, 1), dtype=np.int32)
             point_s, point_sx = np.empty_like(an), np.empty_like(an)
-            _split_rows(_edge_mean_act_forward, n, an, bn, ixn, scale, shift, mean.astype(dt), beta.astype(dt), dt.type(1),
-                        dt.type(slope), out, point_s, point_sx)
+            _split_rows(_edge_mean_act_forward, n, an, bn, ixn, scale, shift, mean.astype(dt), beta.astype(dt), dt.type(slope),
+                        out, point_s, point_sx)
             ctx.point_sums = (point_s, point_sx, point_x)
         ctx.save_for_backward(a_, b_, idx_, torch.from_numpy(arg))
         ctx.reverse = reverse
